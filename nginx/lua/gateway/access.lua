@@ -1,0 +1,253 @@
+-- Access phase of every API request: path safety, CORS, credentials, route scope, rate
+-- limit. Sets $gw_caller, $gw_scope, $gw_auth, $gw_path and $gw_model for the access log.
+local config = require "gateway.config"
+local routes = require "gateway.routes"
+local store = require "gateway.store"
+local crypto = require "gateway.crypto"
+local errors = require "gateway.errors"
+local ratelimit = require "gateway.ratelimit"
+
+local ngx = ngx
+local ngx_var = ngx.var
+local basic_cache = ngx.shared.gw_basic_cache
+local failures = ngx.shared.gw_failures
+
+local _M = {}
+
+local SCOPE_RANK = { read = 1, inference = 2, admin = 3 }
+local CHALLENGE = 'Bearer realm="' .. config.realm .. '", Basic realm="' .. config.realm .. '", charset="UTF-8"'
+-- RFC 6750 token68: what a Bearer token (and an X-API-Key) may contain.
+local TOKEN68 = "^[%w%-%._~%+/]+=*$"
+
+local function unauthorized(message)
+  return errors.exit(401, message, { ["WWW-Authenticate"] = CHALLENGE })
+end
+
+-- Raw paths that nginx and Ollama's router could read differently are refused: percent
+-- escapes (%2F, %2e...), dot segments, doubled slashes, backslashes and anything outside
+-- the characters Ollama's routes and model names use. What passes is forwarded byte for byte.
+local function check_path(raw_path)
+  if raw_path:sub(1, 1) ~= "/" then
+    return "the request target must be a path starting with /"
+  end
+  if raw_path:find("[^%w%-%._~/:@!$&'()*+,;=]") then
+    return "the path contains characters the gateway does not forward (percent escapes, spaces or control bytes)"
+  end
+  if raw_path:find("//", 1, true) or raw_path:find("/%.%.?/") or raw_path:find("/%.%.?$") then
+    return "the path contains empty or dot segments"
+  end
+  return nil
+end
+
+local function classify(method, path)
+  local class = routes.exact[method .. " " .. path]
+  if class then return class end
+  for _, route in ipairs(routes.prefixed) do
+    if route.method == method and path:sub(1, #route.prefix) == route.prefix then
+      local rest = path:sub(#route.prefix + 1)
+      if rest ~= "" and not rest:find("/", 1, true) then
+        return route.class
+      end
+    end
+  end
+  return nil
+end
+
+local function live(record, now)
+  return record.not_after == nil or now < record.not_after
+end
+
+-- An API key: found by its SHA-256 in a hash table, so the cost is the same for 10 keys or
+-- 100,000, and for wrong keys too.
+local function check_api_key(token, source)
+  if not token:match(TOKEN68) or #token > 512 then
+    return unauthorized("malformed " .. source)
+  end
+  if store.api_keys_status ~= "ok" then
+    return errors.exit(503, "API keys are unavailable: the gateway's credential store could not be read")
+  end
+  local record = store.api_keys[crypto.sha256_hex(token)]
+  if not record or not live(record, ngx.time()) then
+    return unauthorized("invalid API key")
+  end
+  return record
+end
+
+local function note_failure(client)
+  local count = failures:incr(client, 1, 0, config.failed_auth.window_seconds)
+  return count
+end
+
+-- Basic: bcrypt is verified in the thread pool once; afterwards a digest of (hash, password)
+-- in a shared dict proves the pair was verified. The digest includes the stored hash, so a
+-- changed or removed password never matches a cached entry.
+local function check_basic(encoded)
+  if #encoded > 1024 then
+    return unauthorized("malformed Basic credentials")
+  end
+  local decoded = ngx.decode_base64(encoded)
+  if not decoded then
+    return unauthorized("malformed Basic credentials")
+  end
+  local name, password = decoded:match("^([^:]*):(.*)$")
+  if not name or name == "" or password == "" then
+    return unauthorized("malformed Basic credentials")
+  end
+  if store.users_status ~= "ok" then
+    return errors.exit(503, "Basic users are unavailable: the gateway's credential store could not be read")
+  end
+  local entries = store.users[name]
+  local now = ngx.time()
+  if entries then
+    for _, entry in ipairs(entries) do
+      if live(entry, now) then
+        local cache_key = crypto.sha256_hex(entry.hash .. "\0" .. password)
+        local cached = basic_cache:get(cache_key)
+        if cached == 1 then
+          entry.name = name
+          return entry
+        end
+        if cached == nil then
+          -- A client that keeps failing gets 429 before any more bcrypt work is spent on it.
+          local client = ngx_var.binary_remote_addr
+          if (failures:get(client) or 0) >= config.failed_auth.max_failures then
+            return errors.exit(429, "too many failed authentication attempts; retry later",
+              { ["Retry-After"] = tostring(config.failed_auth.window_seconds) })
+          end
+          local ok, matched, err = ngx.run_worker_thread("gw_bcrypt", "gateway.bcrypt_worker", "verify", password, entry.hash)
+          if not ok or matched == nil then
+            ngx.log(ngx.ERR, "ollama-gateway: bcrypt verification failed: ", tostring(matched or err))
+            return errors.exit(503, "password verification is unavailable")
+          end
+          basic_cache:set(cache_key, matched and 1 or 0, matched and config.basic_cache_ttl or config.basic_negative_ttl)
+          if matched then
+            entry.name = name
+            return entry
+          end
+        end
+      end
+    end
+  end
+  note_failure(ngx_var.binary_remote_addr)
+  return unauthorized("invalid user name or password")
+end
+
+local function authenticate(headers)
+  local authorization = headers["authorization"]
+  local api_key = headers["x-api-key"]
+  if type(authorization) == "table" or type(api_key) == "table" then
+    return errors.exit(400, "send exactly one Authorization or X-API-Key header")
+  end
+  if authorization and api_key then
+    return errors.exit(400, "send either Authorization or X-API-Key, not both")
+  end
+  if api_key then
+    ngx_var.gw_auth = "x-api-key"
+    return check_api_key(api_key, "X-API-Key")
+  end
+  if not authorization then
+    ngx_var.gw_auth = "none"
+    return unauthorized("missing credentials: send Authorization: Bearer <key>, X-API-Key or Basic credentials")
+  end
+  -- The scheme is case-insensitive (RFC 9110); nothing may precede it and exactly one token follows.
+  local scheme, credentials = authorization:match("^(%a+) +([^ ]+)$")
+  if not scheme then
+    ngx_var.gw_auth = "malformed"
+    return unauthorized("malformed Authorization header")
+  end
+  scheme = scheme:lower()
+  ngx_var.gw_auth = scheme:sub(1, 16)
+  if scheme == "bearer" then
+    return check_api_key(credentials, "Bearer token")
+  elseif scheme == "basic" then
+    return check_basic(credentials)
+  end
+  return unauthorized("unsupported authorization scheme")
+end
+
+-- CORS: the proxy answers preflights itself and is the only origin check (Origin is removed
+-- before forwarding, so Ollama's own check cannot refuse what the proxy allowed).
+local function handle_cors(headers, method)
+  local origin = headers["origin"]
+  if origin == nil then return end
+  if type(origin) == "table" or not config.cors_origins[origin] then
+    return errors.exit(403, "origin not allowed by the gateway's CORS settings")
+  end
+  ngx.ctx.cors_origin = origin
+  if method == "OPTIONS" and headers["access-control-request-method"] then
+    ngx.header["Access-Control-Allow-Origin"] = origin
+    ngx.header["Access-Control-Allow-Methods"] = "GET, HEAD, POST, DELETE, OPTIONS"
+    ngx.header["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-API-Key"
+    ngx.header["Access-Control-Max-Age"] = "600"
+    ngx.header["Vary"] = "Origin"
+    ngx.header["Content-Length"] = "0"
+    ngx.status = 204
+    return ngx.exit(204)
+  end
+end
+
+function _M.add_cors_headers()
+  local origin = ngx.ctx.cors_origin
+  if origin then
+    ngx.header["Access-Control-Allow-Origin"] = origin
+    ngx.header["Access-Control-Expose-Headers"] = "Retry-After"
+    ngx.header["Vary"] = "Origin"
+  end
+end
+
+-- The model named by a JSON request body, for the access log only: a cheap pattern match on a
+-- body that is already in memory, restricted to characters of model names.
+local function model_of_request(method)
+  if method ~= "POST" then return "" end
+  ngx.req.read_body()
+  local body = ngx.req.get_body_data()
+  if not body then return "" end
+  local model = body:sub(1, 65536):match('"model"%s*:%s*"([%w%._:/@%-]+)"')
+  return model and model:sub(1, 128) or ""
+end
+
+function _M.handle()
+  local method = ngx.req.get_method()
+  local raw_path = ngx_var.request_uri:match("^[^?]*")
+  local path_problem = check_path(raw_path)
+  if path_problem then
+    ngx_var.gw_path = "(refused) " .. raw_path:sub(1, 200)
+    return errors.exit(400, path_problem)
+  end
+  ngx_var.gw_path = raw_path
+
+  local headers, headers_err = ngx.req.get_headers(100)
+  if headers_err == "truncated" then
+    return errors.exit(400, "too many request headers")
+  end
+
+  handle_cors(headers, method)
+
+  local record = authenticate(headers)
+  ngx_var.gw_caller = record.name
+  ngx_var.gw_scope = record.scope
+
+  local class = classify(method, raw_path)
+  if not class then
+    return errors.exit(404, "unknown route: the gateway forwards only Ollama's API routes")
+  end
+  if class == "blocked" then
+    return errors.exit(403, "this Ollama route is disabled by the gateway")
+  end
+  if SCOPE_RANK[record.scope] < SCOPE_RANK[class] then
+    return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')")
+  end
+
+  local retry_after = ratelimit.take((record.hash and "user:" or "key:") .. record.name, record.rate or config.rate)
+  if retry_after then
+    return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
+  end
+
+  ngx_var.gw_model = model_of_request(method)
+end
+
+-- For unit tests of the pure parts.
+_M._check_path = check_path
+_M._classify = classify
+
+return _M

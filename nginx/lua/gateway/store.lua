@@ -1,0 +1,208 @@
+-- Credential store: API key digests and Basic users, parsed once per worker and re-read only
+-- when a file changes (checked every second with stat(2): inode, size, mtime and ctime), so the
+-- cost of a request does not depend on the number of credentials.
+--
+-- Fails closed: a missing, empty, unreadable, truncated or malformed file leaves its kind of
+-- credential refused (503) until the file is fixed, and logs one clear error line.
+local ffi = require "ffi"
+
+pcall(ffi.cdef, [[
+  int stat(const char *path, void *buf);
+]])
+
+local _M = {
+  api_keys = {},            -- sha256 hex -> { name, scope, not_after, rate }
+  api_keys_status = "not loaded",
+  users = {},               -- name -> list of { hash, scope, not_after, rate }
+  users_status = "not loaded",
+}
+
+local CHECK_INTERVAL = 1 -- seconds; credential changes take effect within about this long
+
+local API_KEYS_HEADER = "# ollama-gateway api-keys v1"
+local HTPASSWD_HEADER = "# ollama-gateway htpasswd v1"
+local SCOPES = { read = true, inference = true, admin = true }
+local SLOTS = { current = true, previous = true }
+local NAME_PATTERN = "^[%w][%w%._@%-]*$"
+
+-- stat(2) through FFI: the offsets of st_ino, st_size, st_mtim and st_ctim are the same in the
+-- kernel's struct stat on x86_64 and aarch64, for glibc and musl alike.
+local stat_buf = ffi.new("uint64_t[32]")
+local stat_ok = pcall(function() return ffi.C.stat end)
+
+local function file_signature(path)
+  if stat_ok then
+    if ffi.C.stat(path, stat_buf) ~= 0 then
+      return nil
+    end
+    -- ctime catches chmod and chown, which change who can read the file.
+    return table.concat({ tostring(stat_buf[1]), tostring(stat_buf[6]), tostring(stat_buf[11]),
+      tostring(stat_buf[12]), tostring(stat_buf[13]), tostring(stat_buf[14]) }, ":")
+  end
+  -- No stat symbol: fall back to the content's digest (reads the file every check).
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local content = f:read("*a")
+  f:close()
+  return content and ngx.md5(content)
+end
+
+local function parse_attributes(scope, slot, not_after, rate)
+  if not SCOPES[scope] then return nil, "unknown scope " .. scope end
+  if not SLOTS[slot] then return nil, "unknown slot " .. slot end
+  local record = { scope = scope, slot = slot }
+  if not_after ~= "-" then
+    record.not_after = tonumber(not_after)
+    if not record.not_after then return nil, "bad notAfter" end
+  end
+  if rate ~= "-" then
+    local rps, burst = rate:match("^(%d+%.?%d*)/(%d+)$")
+    if not rps then return nil, "bad rate" end
+    record.rate = { rps = tonumber(rps), burst = tonumber(burst) }
+  end
+  return record
+end
+
+-- Iterates over the data lines of a credential file after checking its header and its
+-- "# end N" trailer (which tells a complete file from a truncated one).
+local function data_lines(content, header)
+  if content == "" then return nil, "file is empty" end
+  local lines = {}
+  for line in content:gmatch("[^\n]+") do
+    lines[#lines + 1] = line
+  end
+  if lines[1] ~= header then return nil, "first line is not '" .. header .. "'" end
+  local count = tonumber((lines[#lines] or ""):match("^# end (%d+)$"))
+  if not count then return nil, "no '# end N' trailer (truncated?)" end
+  local data = {}
+  for i = 2, #lines - 1 do
+    if lines[i]:sub(1, 1) ~= "#" then data[#data + 1] = lines[i] end
+  end
+  if #data ~= count then
+    return nil, "trailer says " .. count .. " entries, file has " .. #data
+  end
+  return data
+end
+
+local function parse_api_keys(content)
+  local lines, err = data_lines(content, API_KEYS_HEADER)
+  if not lines then return nil, err end
+  local keys, slots = {}, {}
+  for i, line in ipairs(lines) do
+    local name, scope, slot, not_after, rate, digest =
+      line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)\t([0-9a-f]+)$")
+    if not name or #digest ~= 64 or not name:match(NAME_PATTERN) then
+      return nil, "entry " .. i .. " is malformed"
+    end
+    local record, attr_err = parse_attributes(scope, slot, not_after, rate)
+    if not record then return nil, "entry " .. i .. ": " .. attr_err end
+    if keys[digest] then return nil, "entry " .. i .. " repeats a key" end
+    if slots[name .. "\0" .. slot] then
+      return nil, "entry " .. i .. " repeats the name " .. name .. " (" .. slot .. ")"
+    end
+    slots[name .. "\0" .. slot] = true
+    record.name = name
+    keys[digest] = record
+  end
+  return keys
+end
+
+local function parse_htpasswd(content)
+  local lines, err = data_lines(content, HTPASSWD_HEADER)
+  if not lines then return nil, err end
+  local users = {}
+  for i, line in ipairs(lines) do
+    local name, hash, scope, slot, not_after, rate =
+      line:match("^([^:]+):(%$2[aby]%$%d%d%$[%./%w]+):(%S+) (%S+) (%S+) (%S+)$")
+    if not name or #hash ~= 60 or not name:match(NAME_PATTERN) then
+      return nil, "entry " .. i .. " is malformed"
+    end
+    local record, attr_err = parse_attributes(scope, slot, not_after, rate)
+    if not record then return nil, "entry " .. i .. ": " .. attr_err end
+    record.hash = hash
+    local list = users[name] or {}
+    for _, other in ipairs(list) do
+      if other.slot == slot then
+        return nil, "entry " .. i .. " repeats the name " .. name .. " (" .. slot .. ")"
+      end
+    end
+    list[#list + 1] = record
+    users[name] = list
+  end
+  return users
+end
+
+local STORES = {
+  { file = "credentials/api-keys", field = "api_keys", parse = parse_api_keys },
+  { file = "credentials/htpasswd", field = "users", parse = parse_htpasswd },
+}
+local signatures = {}
+
+local function set_status(store, status, count)
+  local key = store.field .. "_status"
+  if _M[key] ~= status then
+    if status == "ok" then
+      ngx.log(ngx.NOTICE, "ollama-gateway: loaded ", count, " entries from ", store.file)
+    else
+      ngx.log(ngx.ERR, "ollama-gateway: credential file ", store.file, " ", status,
+        "; refusing these credentials until it is fixed")
+    end
+  end
+  _M[key] = status
+end
+
+local function refresh(store)
+  local path = ngx.config.prefix() .. store.file
+  local signature = file_signature(path)
+  if signature and signature == signatures[store.file] then
+    return
+  end
+  signatures[store.file] = signature
+  _M[store.field] = {}
+  if not signature then
+    return set_status(store, "is missing")
+  end
+  local f, open_err = io.open(path, "rb")
+  if not f then
+    return set_status(store, "is unreadable: " .. tostring(open_err))
+  end
+  local content = f:read("*a")
+  f:close()
+  if not content then
+    return set_status(store, "is unreadable")
+  end
+  local parsed, err = store.parse(content)
+  if not parsed then
+    signatures[store.file] = nil -- re-read next time even if only the content changes
+    return set_status(store, "is invalid: " .. err)
+  end
+  local count = 0
+  for _ in pairs(parsed) do count = count + 1 end
+  _M[store.field] = parsed
+  set_status(store, "ok", count)
+end
+
+function _M.refresh_all()
+  for _, store in ipairs(STORES) do
+    local ok, err = pcall(refresh, store)
+    if not ok then
+      _M[store.field] = {}
+      signatures[store.file] = nil
+      set_status(store, "could not be loaded: " .. tostring(err))
+    end
+  end
+end
+
+--- Called from init_worker: load now, then check for changes every second.
+function _M.start()
+  _M.refresh_all()
+  local ok, err = ngx.timer.every(CHECK_INTERVAL, _M.refresh_all)
+  if not ok then
+    ngx.log(ngx.ERR, "ollama-gateway: cannot start the credential watcher: ", err)
+  end
+end
+
+_M._parse_api_keys = parse_api_keys
+_M._parse_htpasswd = parse_htpasswd
+
+return _M

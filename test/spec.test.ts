@@ -1,0 +1,112 @@
+/** The spec's validation messages and the render CLI's refusal of bad input. */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { renderBundle, renderConfigFiles } from "../bundle/render";
+import { parseSpec, validateSpec } from "../bundle/spec";
+
+const VALID_KEY = "valid-key-000000000000000000000000";
+
+describe("parseSpec", () => {
+  it("fills in defaults", () => {
+    const result = parseSpec({});
+    expect(result.ok && result.spec.timeouts.upstreamReadSeconds).toBe(900);
+    expect(result.ok && result.spec.listen).toEqual({ address: "127.0.0.1", http: 8080 });
+  });
+
+  it("reports every problem at once, each with field, value and fix, never a secret", () => {
+    const result = parseSpec({
+      upstream: "ftp://x",
+      listen: { http: 70000 },
+      apiKeys: [
+        { name: "app", key: "short-secret-key", scope: "root" },
+        { name: "app", keySha256: "0".repeat(64), scope: "read" },
+        { name: "nokey", scope: "read" },
+      ],
+      basicUsers: [{ name: "bad name", password: "p", scope: "admin" }],
+      maxBodySize: "10 mb",
+      colour: "blue",
+    });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toEqual([
+      "`upstream` is \"ftp://x\"; use an http(s) URL with host and port, such as http://127.0.0.1:11434",
+      "`listen.http` is 70000; use a TCP port between 1 and 65535",
+      "`apiKeys[0].key` is a secret of 16 characters (not shown); use at least 24 characters (generate one with `openssl rand -hex 24`)",
+      "`apiKeys[0].scope` is \"root\"; use one of `read`, `inference`, `admin`",
+      "`apiKeys[2]` (\"neither\") needs exactly one of `key` or `keySha256`",
+      "`basicUsers[0].name` is \"bad name\"; use 1-64 characters: letters, digits, `.`, `_`, `@`, `-`, starting with a letter or digit",
+      "`basicUsers[0].password` is a secret of 1 characters (not shown); use at least 12 characters",
+      "`maxBodySize` is \"10 mb\"; use an nginx size such as `100m`, `512k` or `1g`",
+      "The spec has unknown field(s) `colour`; remove them or check the spelling",
+    ]);
+    expect(result.errors.join("\n")).not.toContain("short-secret-key");
+  });
+
+  it("refuses duplicate names and TLS settings that do not fit together", () => {
+    const result = parseSpec({
+      apiKeys: [{ name: "app", key: VALID_KEY, scope: "read" }],
+      basicUsers: [{ name: "app", password: "long-enough-password", scope: "read" }],
+      listen: { https: 8443 },
+    });
+    expect(result.ok ? [] : result.errors).toEqual([
+      "`basicUsers[0].name` (\"app\") is already used by `apiKeys[0].name`; give every credential its own name",
+      "`tls` must be set (certPem and keyPem) when `listen.https` is set",
+    ]);
+  });
+});
+
+describe("renderer", () => {
+  it("keeps config files independent of credentials", () => {
+    const a = validateSpec({ apiKeys: [{ name: "a", key: VALID_KEY, scope: "read" }] });
+    const b = validateSpec({ basicUsers: [{ name: "b", passwordHash: `$2b$10$${"a".repeat(53)}`, scope: "admin" }] });
+    expect(renderConfigFiles(a, "openresty")).toEqual(renderConfigFiles(b, "openresty"));
+  });
+
+  it("differs between flavours only in module loading", () => {
+    const spec = validateSpec({});
+    const debian = renderConfigFiles(spec, "debian");
+    const openresty = renderConfigFiles(spec, "openresty");
+    for (const file of Object.keys(debian)) if (file !== "conf/nginx.conf") expect(openresty[file]).toBe(debian[file]);
+    const changed = debian["conf/nginx.conf"].split("\n").filter((line) => !openresty["conf/nginx.conf"].includes(line));
+    expect(changed.every((line) => /load_module|^#/.test(line))).toBe(true);
+  });
+
+  it("renders the same bytes for the same spec", () => {
+    const spec = validateSpec({ apiKeys: [{ name: "a", key: VALID_KEY, scope: "read" }] });
+    expect(renderBundle(spec).files).toEqual(renderBundle(spec).files);
+  });
+});
+
+describe("render CLI", () => {
+  const cli = (args: string[]) =>
+    spawnSync(process.execPath, [require.resolve("tsx/cli"), path.join(__dirname, "..", "scripts", "render.ts"), ...args], { encoding: "utf8" });
+
+  it("prints every problem, exits 2 and writes nothing for a bad spec", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "render-cli-"));
+    const specFile = path.join(dir, "spec.json");
+    writeFileSync(specFile, JSON.stringify({ listen: { http: 0 }, apiKeys: [{ name: "x", key: "tiny", scope: "root" }] }));
+    const result = cli(["--config", specFile, "--out", path.join(dir, "bundle")]);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("`listen.http` is 0");
+    expect(result.stderr).toContain("`apiKeys[0].scope` is \"root\"");
+    expect(result.stderr).not.toContain("tiny");
+    expect(existsSync(path.join(dir, "bundle"))).toBe(false);
+  });
+
+  it("renders a bundle, and re-rendering unchanged input rewrites nothing", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "render-cli-"));
+    const specFile = path.join(dir, "spec.json");
+    writeFileSync(specFile, JSON.stringify({ apiKeys: [{ name: "app", key: VALID_KEY, scope: "inference" }], basicUsers: [{ name: "alice", password: "alice-password-1", scope: "read" }] }));
+    const out = path.join(dir, "bundle");
+    const first = cli(["--config", specFile, "--out", out, "--flavor", "debian", "--bcrypt-cost", "4"]);
+    expect(first.status).toBe(0);
+    const htpasswd = readFileSync(path.join(out, "credentials", "htpasswd"), "utf8");
+    const second = cli(["--config", specFile, "--out", out, "--flavor", "debian", "--bcrypt-cost", "4"]);
+    expect(second.stdout).toMatch(/0 file\(s\) written/);
+    expect(readFileSync(path.join(out, "credentials", "htpasswd"), "utf8")).toBe(htpasswd);
+    expect(execFileSync("nginx", ["-t", "-p", `${out}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log"], { encoding: "utf8", stdio: "pipe" })).toBeDefined();
+  });
+});

@@ -1,0 +1,189 @@
+/**
+ * Runs a rendered bundle in a real nginx with the Lua module (Debian's nginx and
+ * libnginx-mod-http-lua) on 127.0.0.1, from its own temporary prefix, and stops it by pid.
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { bcryptHash } from "../../bundle/credentials";
+import { renderBundle, renderCredentialFiles } from "../../bundle/render";
+import { type GatewaySpec, type GatewaySpecInput, validateSpec } from "../../bundle/spec";
+import { writeBundle } from "../../bundle/write";
+
+const LUA_MODULE = "/usr/lib/nginx/modules/ngx_http_lua_module.so";
+export const SKIP_VARIABLE = "OLLAMA_GATEWAY_SKIP_NGINX";
+
+/** Whether integration suites run; they fail loudly (never skip silently) when nginx is missing. */
+export const nginxTestsEnabled = process.env[SKIP_VARIABLE] !== "1";
+
+/** Throws with install instructions when nginx or its Lua module is missing. */
+export function requireNginxWithLua(): string {
+  let nginx: string;
+  try {
+    nginx = execFileSync("sh", ["-c", "command -v nginx"], { encoding: "utf8" }).trim();
+  } catch {
+    nginx = "";
+  }
+  if (!nginx || !existsSync(LUA_MODULE)) {
+    throw new Error(
+      `The data-plane tests need a real nginx with the Lua module (${nginx ? `${LUA_MODULE} is missing` : "nginx is not installed"}).\n` +
+        `Install it with: sudo apt-get install -y nginx libnginx-mod-http-lua\n` +
+        `or run only the other tests with ${SKIP_VARIABLE}=1.`,
+    );
+  }
+  return nginx;
+}
+
+export async function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, host: string, child: ChildProcess, errorLog: () => string, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}:\n${errorLog()}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, host);
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nginx did not listen on ${host}:${port} within ${timeoutMs} ms:\n${errorLog()}`);
+}
+
+/** One line of the JSON access log. */
+export interface AccessLogEntry {
+  time: string;
+  caller: string;
+  scope: string;
+  auth: string;
+  method: string;
+  path: string;
+  model: string;
+  status: number;
+  request_time: number;
+  upstream_time: string;
+  bytes_sent: number;
+  [field: string]: unknown;
+}
+
+export interface RunningGateway {
+  /** http://127.0.0.1:<port> */
+  url: string;
+  /** https://127.0.0.1:<port> when the spec has TLS. */
+  httpsUrl?: string;
+  dir: string;
+  spec: GatewaySpec;
+  pid: number;
+  /** Renders credentials for a new spec into the running bundle (atomic renames, no reload). */
+  updateCredentials(spec: GatewaySpecInput): void;
+  accessLog(): AccessLogEntry[];
+  accessLogText(): string;
+  errorLog(): string;
+  /** Everything nginx wrote to stdout/stderr. */
+  output(): string;
+  reload(): void;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** The spec, without `listen` ports and `upstream` (filled in by the harness unless given). */
+  spec: GatewaySpecInput;
+  upstreamUrl: string;
+  /** bcrypt cost for passwords given in clear; low by default to keep tests fast. */
+  bcryptCost?: number;
+  keepDir?: boolean;
+}
+
+const fastHash = (cost: number) => (_name: string, password: string) => bcryptHash(password, cost);
+
+/** Renders `spec` (debian flavour), writes it to a fresh prefix and starts nginx on it. */
+export async function startGateway(options: StartOptions): Promise<RunningGateway> {
+  const nginx = requireNginxWithLua();
+  const httpPort = await freePort();
+  const wantsTls = options.spec.tls !== undefined;
+  const httpsPort = wantsTls ? await freePort() : undefined;
+  const spec = validateSpec({
+    upstream: options.upstreamUrl,
+    workerProcesses: 2,
+    ...options.spec,
+    listen: { address: "127.0.0.1", http: httpPort, ...(httpsPort ? { https: httpsPort } : {}), ...options.spec.listen },
+  });
+  const hashPassword = fastHash(options.bcryptCost ?? 6);
+  const dir = mkdtempSync(path.join(tmpdir(), "ollama-gateway-"));
+  // Workers run as `nobody` when the tests run as root: the prefix must be traversable.
+  chmodSync(dir, 0o755);
+  writeBundle(dir, renderBundle(spec, { flavor: "debian", hashPassword }).files);
+
+  const child = spawn(nginx, ["-p", `${dir}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log", "-g", "daemon off;"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout!.on("data", (d) => (output += d));
+  child.stderr!.on("data", (d) => (output += d));
+  const read = (file: string) => (existsSync(path.join(dir, file)) ? readFileSync(path.join(dir, file), "utf8") : "");
+  const errorLog = () => read("logs/error.log") + output;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+
+  const gateway: RunningGateway = {
+    url: `http://127.0.0.1:${spec.listen.http}`,
+    httpsUrl: httpsPort ? `https://127.0.0.1:${httpsPort}` : undefined,
+    dir,
+    spec,
+    pid: child.pid!,
+    updateCredentials(next) {
+      const nextSpec = validateSpec({ ...next, upstream: spec.upstream, listen: spec.listen });
+      writeBundle(dir, renderCredentialFiles(nextSpec, hashPassword));
+    },
+    accessLogText: () => read("logs/access.log"),
+    accessLog: () =>
+      read("logs/access.log")
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as AccessLogEntry),
+    errorLog,
+    output: () => output,
+    reload: () => process.kill(child.pid!, "SIGHUP"),
+    async stop() {
+      if (child.exitCode === null) {
+        process.kill(child.pid!, "SIGQUIT");
+        const timer = setTimeout(() => child.exitCode === null && process.kill(child.pid!, "SIGKILL"), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (!options.keepDir) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await waitForPort(spec.listen.http, "127.0.0.1", child, errorLog);
+    if (httpsPort) await waitForPort(httpsPort, "127.0.0.1", child, errorLog);
+  } catch (error) {
+    await gateway.stop();
+    throw error;
+  }
+  return gateway;
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; returns the time it took. */
+export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 50): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check()) return Date.now() - start;
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+  throw new Error(`condition not met within ${timeoutMs} ms`);
+}
