@@ -54,7 +54,7 @@ export const FAKE_MODEL = "gemma3:1b";
 /** ErrMaxQueue in server/sched.go, returned when OLLAMA_MAX_QUEUE is exceeded (note the two spaces). */
 export const QUEUE_FULL_ERROR = "server busy, please try again.  maximum pending requests exceeded";
 /** Words the fake model emits, one per content chunk (cycled). */
-export const FAKE_WORDS = ["The", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", "."];
+const FAKE_WORDS = ["The", " sky", " is", " blue", " because", " of", " Rayleigh", " scattering", "."];
 
 /** The text a stream of `chunks` content chunks adds up to (also the non-streamed answer). */
 export function fakeCompletion(chunks: number): string {
@@ -116,7 +116,7 @@ function routeFor(method: string, path: string): Resolution | undefined {
   return undefined;
 }
 
-export function resolveRoute(method: string, path: string): Resolution {
+function resolveRoute(method: string, path: string): Resolution {
   const found = routeFor(method, path);
   if (found) return found;
   if (method !== "CONNECT" && path !== "/" && path.endsWith("/") && routeFor(method, path.slice(0, -1))) {
@@ -196,12 +196,6 @@ const LAYER_DIGESTS = [
 const LAYER_SIZE = 815310336;
 const EMBEDDING_DIMENSIONS = 8;
 
-/** Routes that go through the scheduler, so they can be refused with ErrMaxQueue and pay the model load. */
-const INFERENCE_PATHS = new Set([
-  "/api/generate", "/api/chat", "/api/embed", "/api/embeddings",
-  "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses", "/v1/audio/transcriptions", "/v1/messages",
-]);
-
 /** Writes before the socket is destroyed in reset-mid-stream mode. */
 const RESET_AFTER_WRITES = 2;
 
@@ -247,7 +241,9 @@ function stringField(body: JsonObject, key: string): string {
 /** Inputs of an embed request: a string or an array of strings (OpenAI also allows token arrays). */
 function embedInputs(input: unknown): string[] {
   if (typeof input === "string") return [input];
-  if (Array.isArray(input) && input.length > 0 && typeof input[0] !== "number") return input.map((item) => JSON.stringify(item));
+  if (Array.isArray(input) && input.length > 0 && typeof input[0] !== "number") {
+    return input.map((item) => (typeof item === "string" ? item : JSON.stringify(item)));
+  }
   return [JSON.stringify(input)];
 }
 
@@ -276,7 +272,7 @@ class Exchange {
     /** Aborted when the client goes away before the response finished. */
     readonly signal: AbortSignal,
   ) {
-    this.family = path.startsWith("/v1/messages") ? "anthropic" : path.startsWith("/v1/") ? "openai" : "ollama";
+    this.family = path === "/v1/messages" ? "anthropic" : path.startsWith("/v1/") ? "openai" : "ollama";
   }
 
   get method(): string {
@@ -533,7 +529,8 @@ function layerProgress(verb: "pulling" | "pushing", fake: FakeOllamaServer): Jso
   const steps = Math.max(1, fake.options.chunks);
   return Array.from({ length: steps }, (_, i) => {
     const digest = LAYER_DIGESTS[Math.floor((i * LAYER_DIGESTS.length) / steps)];
-    return { status: `${verb} ${digest.slice("sha256:".length, "sha256:".length + 12)}`, digest, total: LAYER_SIZE, completed: Math.round((LAYER_SIZE * (i + 1)) / steps) };
+    const shortDigest = digest.slice("sha256:".length, "sha256:".length + 12);
+    return { status: `${verb} ${shortDigest}`, digest, total: LAYER_SIZE, completed: Math.round((LAYER_SIZE * (i + 1)) / steps) };
   });
 }
 
@@ -574,7 +571,12 @@ async function openAiCompletions(ex: Exchange): Promise<void> {
   const id = randomId("cmpl");
   const usage = { prompt_tokens: promptTokens, completion_tokens: words.length, total_tokens: promptTokens + words.length };
   const completion = (text: string, finishReason: string | null) => ({
-    id, object: "text_completion", created: nowUnix(), choices: [{ text, index: 0, finish_reason: finishReason }], model, system_fingerprint: "fp_ollama",
+    id,
+    object: "text_completion",
+    created: nowUnix(),
+    choices: [{ text, index: 0, finish_reason: finishReason }],
+    model,
+    system_fingerprint: "fp_ollama",
   });
   if (body.stream !== true) return ex.compatJson(200, { ...completion(words.join(""), "stop"), usage });
   // Quirk of the real CompleteWriter: with include_usage every chunk carries an all-zero usage.
@@ -624,7 +626,9 @@ async function openAiResponses(ex: Exchange): Promise<void> {
     created_at: nowUnix(),
     status: "completed",
     model,
-    output: [{ type: "message", id: randomId("msg"), status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] }],
+    output: [
+      { type: "message", id: randomId("msg"), status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [] }] },
+    ],
     usage: { input_tokens: inputTokens, output_tokens: outputTokens, total_tokens: inputTokens + outputTokens },
   });
 }
@@ -660,8 +664,17 @@ const HANDLERS: Record<string, Handler> = {
   "HEAD /api/version": (ex) => ex.json(200, { version: OLLAMA_VERSION }),
   "GET /api/version": (ex) => ex.json(200, { version: OLLAMA_VERSION }),
   "GET /api/status": (ex) => ex.json(200, { cloud: { disabled: false, source: "default" } }),
-  "POST /api/pull": progressHandler((fake) => [{ status: "pulling manifest" }, ...layerProgress("pulling", fake), { status: "verifying sha256 digest" }, { status: "writing manifest" }]),
-  "POST /api/push": progressHandler((fake) => [{ status: "retrieving manifest" }, ...layerProgress("pushing", fake), { status: "pushing manifest" }]),
+  "POST /api/pull": progressHandler((fake) => [
+    { status: "pulling manifest" },
+    ...layerProgress("pulling", fake),
+    { status: "verifying sha256 digest" },
+    { status: "writing manifest" },
+  ]),
+  "POST /api/push": progressHandler((fake) => [
+    { status: "retrieving manifest" },
+    ...layerProgress("pushing", fake),
+    { status: "pushing manifest" },
+  ]),
   "HEAD /api/tags": (ex) => ex.json(200, TAGS),
   "GET /api/tags": (ex) => ex.json(200, TAGS),
   "POST /api/show": withJsonBody((ex, body) => {
@@ -672,7 +685,12 @@ const HANDLERS: Record<string, Handler> = {
       parameters: 'stop "<end_of_turn>"\ntemperature 1',
       template: "{{- range .Messages }}<start_of_turn>{{ .Role }}\n{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n",
       details: MODEL_DETAILS,
-      model_info: { "general.architecture": "gemma3", "general.parameter_count": 999885952, "gemma3.context_length": 32768, "gemma3.embedding_length": 1152 },
+      model_info: {
+        "general.architecture": "gemma3",
+        "general.parameter_count": 999885952,
+        "gemma3.context_length": 32768,
+        "gemma3.embedding_length": 1152,
+      },
       capabilities: ["completion"],
       modified_at: MODEL_MODIFIED_AT,
     });
@@ -732,7 +750,8 @@ const HANDLERS: Record<string, Handler> = {
   const missing = [...fixtureKeys].filter((key) => !HANDLERS[key]);
   const extra = Object.keys(HANDLERS).filter((key) => !fixtureKeys.has(key));
   if (missing.length > 0 || extra.length > 0) {
-    throw new Error(`fake-ollama handlers out of sync with ollama-routes.json: missing ${missing.join(", ") || "none"}; extra ${extra.join(", ") || "none"}`);
+    const list = (keys: string[]) => keys.join(", ") || "none";
+    throw new Error(`fake-ollama handlers out of sync with ollama-routes.json: missing ${list(missing)}; extra ${list(extra)}`);
   }
 }
 
@@ -886,7 +905,11 @@ async function main(): Promise<void> {
       "chunk-interval-ms": { type: "string" },
     },
   });
-  const number = (value: string | undefined) => (value === undefined ? undefined : Number(value));
+  const number = (value: string | undefined) => {
+    if (value === undefined) return undefined;
+    if (!/^\d+$/.test(value)) throw new Error(`fake-ollama: expected a non-negative integer, got ${JSON.stringify(value)}`);
+    return Number(value);
+  };
   const fake = await startFakeOllama({
     host: values.host,
     port: number(values.port) ?? 11434,
