@@ -1,0 +1,156 @@
+import * as docker from "@pulumi/docker";
+import * as pulumi from "@pulumi/pulumi";
+import { AuthProxy, type ProxySettings } from "./AuthProxy";
+import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
+import { type ApiKeyArgs, type BasicUserArgs, Credentials } from "./Credentials";
+import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
+
+export type GatewayTlsArgs =
+  | { mode: "none" }
+  /** A private CA and a server certificate for `hostname`, `dnsNames` and `ipAddresses`. */
+  | { mode: "selfSigned"; validityPeriodHours?: number; earlyRenewalHours?: number }
+  | ProvidedCertificatesArgs;
+
+export interface OllamaGatewayArgs {
+  /** DNS name clients use: endpoint host, certificate name, nginx `server_name`. Default `localhost`. */
+  hostname?: string;
+  /** More DNS names for the certificate. Default none. */
+  dnsNames?: string[];
+  /** IP addresses for the certificate. Default `["127.0.0.1"]`. */
+  ipAddresses?: string[];
+  /** Host address the proxy's ports are published on. Default `127.0.0.1` (this host only). */
+  bindAddress?: string;
+  /** Default 8080. With TLS it only answers /healthz and redirects to HTTPS. */
+  httpPort?: number;
+  /** Default 8443; ignored when `tls.mode` is `none`. */
+  httpsPort?: number;
+  /** Default `{ mode: "selfSigned" }`. */
+  tls?: GatewayTlsArgs;
+  /** Default none; a gateway without credentials refuses every model route. */
+  apiKeys?: ApiKeyArgs[];
+  /** Default none. */
+  basicUsers?: BasicUserArgs[];
+  /** Proxy settings (rate limit, timeouts, body size, CORS). Default: the gateway spec's defaults. */
+  proxy?: Omit<ProxySettings, "serverName">;
+  /** Ollama settings and models to pull. */
+  ollama?: Omit<OllamaServerArgs, "network">;
+  /** Pinned proxy image. Default `openresty/openresty:1.27.1.2-alpine`. */
+  proxyImage?: string;
+  /**
+   * Make the private network `internal` (no route out). Ollama can then pull no model, so
+   * `ollama.models` must be empty. Default `false`: Ollama can reach the registry, but no
+   * host port leads to it either way.
+   */
+  internalNetwork?: boolean;
+}
+
+const DEFAULTS = {
+  hostname: "localhost",
+  dnsNames: [] as string[],
+  ipAddresses: ["127.0.0.1"],
+  bindAddress: "127.0.0.1",
+  httpPort: 8080,
+  httpsPort: 8443,
+  tls: { mode: "selfSigned" } as GatewayTlsArgs,
+  apiKeys: [] as ApiKeyArgs[],
+  basicUsers: [] as BasicUserArgs[],
+  internalNetwork: false,
+};
+
+/**
+ * Ollama behind an authenticating OpenResty proxy, on one Docker host.
+ *
+ * Two networks: a private one with Ollama (no published port), and an edge one on which the
+ * proxy publishes its ports. The proxy is the only container on both.
+ */
+export class OllamaGateway extends pulumi.ComponentResource {
+  /** Base URL of the gateway, `https://<hostname>:<httpsPort>` (or http without TLS). */
+  public readonly endpoint: pulumi.Output<string>;
+  /** Unauthenticated health check URL. */
+  public readonly healthUrl: pulumi.Output<string>;
+  /** Base URL for OpenAI-compatible clients (`<endpoint>/v1`). */
+  public readonly openaiBaseUrl: pulumi.Output<string>;
+  /** name -> API key; secret. */
+  public readonly apiKeys: pulumi.Output<Record<string, string>>;
+  /** user -> password; secret. */
+  public readonly basicAuth: pulumi.Output<Record<string, string>>;
+  /** What clients trust (the private CA, or the provided chain); undefined without TLS. */
+  public readonly caCertPem: pulumi.Output<string | undefined>;
+  /** A ready-to-paste curl command, with a credential in it; secret. */
+  public readonly curlExample: pulumi.Output<string>;
+
+  constructor(name: string, args: OllamaGatewayArgs = {}, opts?: pulumi.ComponentResourceOptions) {
+    super("ollama-gateway:index:OllamaGateway", name, {}, opts);
+    const a = { ...DEFAULTS, ...args };
+    if (a.internalNetwork && (a.ollama?.models?.length ?? 0) > 0)
+      throw new pulumi.ResourceError("`ollama.models` is not empty but `internalNetwork` is true; an internal network cannot pull models.", this);
+
+    const privateNetwork = new docker.Network(`${name}-private`, { driver: "bridge", internal: a.internalNetwork }, { parent: this });
+    const edgeNetwork = new docker.Network(`${name}-edge`, { driver: "bridge" }, { parent: this });
+
+    const ollama = new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this });
+
+    const certificates =
+      a.tls.mode === "none"
+        ? undefined
+        : new Certificates(
+            `${name}-tls`,
+            a.tls.mode === "provided"
+              ? a.tls
+              : { ...a.tls, dnsNames: [a.hostname, ...a.dnsNames.filter((n) => n !== a.hostname)], ipAddresses: a.ipAddresses },
+            { parent: this },
+          );
+
+    const credentials = new Credentials(`${name}-credentials`, { apiKeys: a.apiKeys, basicUsers: a.basicUsers }, { parent: this });
+
+    new AuthProxy(
+      `${name}-proxy`,
+      {
+        settings: { ...a.proxy, serverName: a.hostname },
+        credentials: credentials.specCredentials,
+        tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
+        edgeNetwork: edgeNetwork.name,
+        privateNetwork: privateNetwork.name,
+        bindAddress: a.bindAddress,
+        httpPort: a.httpPort,
+        httpsPort: a.httpsPort,
+        image: a.proxyImage,
+        dependsOn: [ollama],
+      },
+      { parent: this },
+    );
+
+    const endpoint = certificates ? `https://${a.hostname}:${a.httpsPort}` : `http://${a.hostname}:${a.httpPort}`;
+    this.endpoint = pulumi.output(endpoint);
+    this.healthUrl = pulumi.output(`${endpoint}/healthz`);
+    this.openaiBaseUrl = pulumi.output(`${endpoint}/v1`);
+    this.apiKeys = credentials.apiKeys;
+    this.basicAuth = credentials.basicPasswords;
+    this.caCertPem = certificates ? certificates.caCertPem : pulumi.output(undefined);
+
+    const cacert = certificates ? "--cacert ca.pem " : "";
+    const firstKey = a.apiKeys[0]?.name;
+    const firstUser = a.basicUsers[0]?.name;
+    this.curlExample = pulumi.secret(
+      pulumi.all([credentials.apiKeys, credentials.basicPasswords]).apply(([keys, passwords]) => {
+        const auth =
+          firstKey !== undefined
+            ? `-H 'Authorization: Bearer ${keys[firstKey]}' `
+            : firstUser !== undefined
+              ? `-u '${firstUser}:${passwords[firstUser]}' `
+              : "";
+        return `curl ${cacert}${auth}${endpoint}/v1/models`;
+      }),
+    );
+
+    this.registerOutputs({
+      endpoint: this.endpoint,
+      healthUrl: this.healthUrl,
+      openaiBaseUrl: this.openaiBaseUrl,
+      apiKeys: this.apiKeys,
+      basicAuth: this.basicAuth,
+      caCertPem: this.caCertPem,
+      curlExample: this.curlExample,
+    });
+  }
+}

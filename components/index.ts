@@ -1,0 +1,5 @@
+export * from "./AuthProxy";
+export * from "./Certificates";
+export * from "./Credentials";
+export * from "./OllamaGateway";
+export * from "./OllamaServer";

@@ -1,0 +1,427 @@
+/**
+ * Stack config -> typed, validated gateway settings. Pure: no Pulumi calls, so every rule is
+ * testable without mocks and `index.ts` can refuse a bad stack before any resource exists.
+ *
+ * Values arrive as the Pulumi runtime hands them over: strings, with lists as JSON text.
+ * Every problem is reported at once, each naming the key, the bad value (never a secret's)
+ * and the fix.
+ */
+import { z } from "zod";
+import { formatIssues, gatewaySpecSchema, type Scope } from "../bundle/spec";
+import { pullResourceSuffix } from "../components/OllamaServer";
+
+export const PROJECT = "ollama-gateway";
+
+export const DEFAULT_OLLAMA_IMAGE = "ollama/ollama:0.12.6";
+/** Alpine: musl's crypt() verifies bcrypt; Debian-based OpenResty images fail with `crypt_r() failed`. */
+export const DEFAULT_PROXY_IMAGE = "openresty/openresty:1.27.1.2-alpine";
+
+export const TLS_MODES = ["selfSigned", "provided", "none"] as const;
+export type TlsMode = (typeof TLS_MODES)[number];
+
+type KeyType = "string" | "integer" | "boolean" | "array";
+
+/**
+ * Every config key, its type as declared in Pulumi.yaml, and whether it is secret. The CLI
+ * requires a declared key without a default, so optional keys declare a default meaning
+ * "unset" (`unset`): "" for text, 0 for counts.
+ */
+export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unset?: string }> = {
+  hostname: { type: "string" },
+  dnsNames: { type: "array" },
+  ipAddresses: { type: "array" },
+  bindAddress: { type: "string" },
+  httpPort: { type: "integer" },
+  httpsPort: { type: "integer" },
+  tlsMode: { type: "string" },
+  tlsCertPem: { type: "string", unset: "" },
+  tlsKeyPem: { type: "string", secret: true, unset: "" },
+  apiKeys: { type: "array" },
+  basicUsers: { type: "array" },
+  suppliedSecrets: { type: "string", secret: true, unset: "" },
+  rateLimit: { type: "string" },
+  maxBodySize: { type: "string" },
+  upstreamReadTimeoutSeconds: { type: "integer" },
+  corsAllowedOrigins: { type: "array" },
+  models: { type: "array" },
+  gpu: { type: "boolean" },
+  internalNetwork: { type: "boolean" },
+  ollamaKeepAlive: { type: "string" },
+  ollamaNumParallel: { type: "integer", unset: "0" },
+  ollamaMaxLoadedModels: { type: "integer", unset: "0" },
+  ollamaImage: { type: "string" },
+  proxyImage: { type: "string" },
+};
+
+/** Defaults in one place; Pulumi.yaml declares the same values. */
+export const CONFIG_DEFAULTS = {
+  hostname: "localhost",
+  dnsNames: [] as string[],
+  ipAddresses: ["127.0.0.1"],
+  bindAddress: "127.0.0.1",
+  httpPort: 8080,
+  httpsPort: 8443,
+  tlsMode: "selfSigned" as TlsMode,
+  apiKeys: [] as string[],
+  basicUsers: [] as string[],
+  rateLimit: "20/40",
+  maxBodySize: "100m",
+  upstreamReadTimeoutSeconds: 900,
+  corsAllowedOrigins: [] as string[],
+  models: [] as string[],
+  gpu: false,
+  internalNetwork: false,
+  ollamaKeepAlive: "5m",
+  ollamaImage: DEFAULT_OLLAMA_IMAGE,
+  proxyImage: DEFAULT_PROXY_IMAGE,
+};
+
+export interface CredentialConfig {
+  name: string;
+  scope: Scope;
+}
+
+/** The validated stack, plain values only; `index.ts` wraps the secret ones in `pulumi.secret`. */
+export interface StackSettings {
+  hostname: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  bindAddress: string;
+  httpPort: number;
+  httpsPort: number;
+  tls: { mode: "none" } | { mode: "selfSigned" } | { mode: "provided"; certPem: string; keyPem: string };
+  apiKeys: (CredentialConfig & { key?: string })[];
+  basicUsers: (CredentialConfig & { password?: string })[];
+  rateLimit: { requestsPerSecond: number; burst: number };
+  maxBodySize: string;
+  upstreamReadTimeoutSeconds: number;
+  corsAllowedOrigins: string[];
+  models: string[];
+  gpu: boolean;
+  internalNetwork: boolean;
+  ollama: { keepAlive: string; numParallel?: number; maxLoadedModels?: number };
+  ollamaImage: string;
+  proxyImage: string;
+}
+
+export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
+
+const key = (name: string) => `\`${PROJECT}:${name}\``;
+const show = (value: unknown) => {
+  const text = JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+};
+const secretShown = (value: string) => `a secret of ${value.length} characters (not shown)`;
+const withPeriod = (message: string) => (/[.!?]$/.test(message) ? message : `${message}.`);
+
+const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const MODEL = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}(:[A-Za-z0-9._-]{1,128})?$/;
+const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
+/** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
+function isPinnedImage(image: string): boolean {
+  if (/@sha256:[0-9a-f]{64}$/.test(image)) return true;
+  const lastSegment = image.slice(image.lastIndexOf("/") + 1);
+  const colon = lastSegment.indexOf(":");
+  if (colon <= 0) return false;
+  const tag = lastSegment.slice(colon + 1);
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag) && tag !== "latest";
+}
+
+const port = z.number().int().min(1).max(65535, { error: "use a TCP port between 1 and 65535" });
+const ip = z.union([z.ipv4(), z.ipv6()], { error: "use an IPv4 or IPv6 address such as 127.0.0.1" });
+const dnsName = z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com` or `localhost`" });
+const positiveCount = z.number().int().min(1, { error: "use a whole number from 1 to 64" }).max(64, {
+  error: "use a whole number from 1 to 64",
+});
+
+/** Non-secret keys after type coercion. Secrets are checked by hand so their values never reach a message. */
+const plainSchema = z.object({
+  hostname: dnsName,
+  dnsNames: z.array(dnsName),
+  ipAddresses: z.array(ip),
+  bindAddress: ip,
+  httpPort: port,
+  httpsPort: port,
+  tlsMode: z.enum(TLS_MODES, { error: "use one of `selfSigned`, `provided`, `none`" }),
+  tlsCertPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }).optional(),
+  models: z.array(z.string().regex(MODEL, { error: "use an Ollama model name such as `gemma3:1b`" })),
+  gpu: z.boolean(),
+  internalNetwork: z.boolean(),
+  ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
+  ollamaNumParallel: positiveCount.optional(),
+  ollamaMaxLoadedModels: positiveCount.optional(),
+});
+
+/** Proxy-setting paths of the gateway spec -> the config key that sets them. */
+function specPathToKey(path: readonly PropertyKey[]): PropertyKey[] {
+  const [head, ...rest] = path;
+  switch (head) {
+    case "rateLimit":
+      return [`${PROJECT}:rateLimit`];
+    case "timeouts":
+      return [`${PROJECT}:upstreamReadTimeoutSeconds`];
+    case "cors":
+      return [`${PROJECT}:corsAllowedOrigins`, ...rest.slice(1)];
+    case "serverName":
+      return [`${PROJECT}:hostname`];
+    default:
+      return [`${PROJECT}:${String(head)}`, ...rest];
+  }
+}
+
+/** Coerces one raw string to its declared type; undefined + a message when it does not parse. */
+function coerce(name: string, raw: string, type: KeyType, secret: boolean, errors: string[]): unknown {
+  const shown = secret ? secretShown(raw) : show(raw);
+  switch (type) {
+    case "string":
+      return raw;
+    case "integer":
+      if (/^-?[0-9]+$/.test(raw.trim())) return Number(raw);
+      errors.push(`${key(name)} is ${shown}; use a whole number such as ${CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1}.`);
+      return undefined;
+    case "boolean":
+      if (raw === "true" || raw === "false") return raw === "true";
+      errors.push(`${key(name)} is ${shown}; use \`true\` or \`false\`.`);
+      return undefined;
+    case "array": {
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        value = undefined;
+      }
+      if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+      errors.push(`${key(name)} is ${shown}; use a list of strings (in Pulumi.<stack>.yaml a YAML list).`);
+      return undefined;
+    }
+  }
+}
+
+/** `name:scope` -> entry; the scope is after the last colon so names stay free of it. */
+function parseCredentialList(name: string, list: string[], errors: string[]): CredentialConfig[] {
+  const entries: CredentialConfig[] = [];
+  list.forEach((item, i) => {
+    const at = item.lastIndexOf(":");
+    if (at <= 0) {
+      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<name>:<scope>\`, such as \`app:inference\`.`);
+      return;
+    }
+    entries.push({ name: item.slice(0, at), scope: item.slice(at + 1) as Scope });
+  });
+  return entries;
+}
+
+function parseRateLimit(raw: string, errors: string[]) {
+  const match = /^([0-9]+(?:\.[0-9]+)?)\/([0-9]+)$/.exec(raw);
+  if (match) return { requestsPerSecond: Number(match[1]), burst: Number(match[2]) };
+  errors.push(`${key("rateLimit")} is ${show(raw)}; use \`<requests per second>/<burst>\`, such as \`20/40\`.`);
+  return undefined;
+}
+
+/** Messages for supplied keys and passwords, from the gateway spec's own rules, without values. */
+function checkSuppliedSecret(field: "key" | "password", value: unknown, label: string, errors: string[]) {
+  if (typeof value !== "string") {
+    errors.push(`${key(label)} is of type ${value === null ? "null" : typeof value}; use a string.`);
+    return;
+  }
+  const entry = field === "key" ? { name: "x", scope: "read", key: value } : { name: "x", scope: "read", password: value };
+  const result = gatewaySpecSchema.safeParse({ [field === "key" ? "apiKeys" : "basicUsers"]: [entry] });
+  if (result.success) return;
+  for (const issue of result.error.issues) errors.push(`${key(label)} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
+}
+
+function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig[]; basicUsers: CredentialConfig[] }, errors: string[]) {
+  const supplied = { apiKeys: new Map<string, string>(), basicUsers: new Map<string, string>() };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    errors.push(
+      `${key("suppliedSecrets")} is not a JSON object (value not shown); use JSON such as {"apiKeys": {"app": "<key>"}, "basicUsers": {"alice": "<password>"}}.`,
+    );
+    return supplied;
+  }
+  for (const [group, entries] of Object.entries(value as Record<string, unknown>)) {
+    if (group !== "apiKeys" && group !== "basicUsers") {
+      errors.push(`${key("suppliedSecrets")} has unknown field \`${group}\`; use \`apiKeys\` and \`basicUsers\`.`);
+      continue;
+    }
+    if (typeof entries !== "object" || entries === null || Array.isArray(entries)) {
+      errors.push(`${key(`suppliedSecrets.${group}`)} is not an object (value not shown); map each name to its secret.`);
+      continue;
+    }
+    const known = new Set(settings[group].map((entry) => entry.name));
+    for (const [name, secret] of Object.entries(entries as Record<string, unknown>)) {
+      const label = `suppliedSecrets.${group}.${name}`;
+      if (!known.has(name)) {
+        errors.push(`${key(label)} names no entry of ${key(group)}; add \`${name}:<scope>\` there or remove the secret.`);
+        continue;
+      }
+      checkSuppliedSecret(group === "apiKeys" ? "key" : "password", secret, label, errors);
+      if (typeof secret === "string") supplied[group].set(name, secret);
+    }
+  }
+  return supplied;
+}
+
+/**
+ * Validates raw stack config (keys without the `ollama-gateway:` prefix, values as strings)
+ * and fills in defaults. Never throws on bad input.
+ */
+export function parseStackConfig(raw: Readonly<Record<string, string | undefined>>): StackConfigResult {
+  const errors: string[] = [];
+  const coerced: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (value === undefined) continue;
+    const declared = CONFIG_KEYS[name];
+    if (!declared) {
+      const hint = Object.keys(CONFIG_KEYS).find((known) => known.toLowerCase() === name.toLowerCase());
+      errors.push(`${key(name)} is not a known key; ${hint ? `did you mean \`${hint}\`?` : "remove it or check the spelling (see Pulumi.yaml)."}`);
+      continue;
+    }
+    if (declared.unset !== undefined && value.trim() === declared.unset) continue;
+    const parsed = coerce(name, value, declared.type, declared.secret === true, errors);
+    if (parsed !== undefined) coerced[name] = parsed;
+  }
+  const get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (coerced[name] ?? CONFIG_DEFAULTS[name]) as (typeof CONFIG_DEFAULTS)[K];
+
+  const plain = plainSchema.safeParse(
+    {
+      hostname: get("hostname"),
+      dnsNames: get("dnsNames"),
+      ipAddresses: get("ipAddresses"),
+      bindAddress: get("bindAddress"),
+      httpPort: get("httpPort"),
+      httpsPort: get("httpsPort"),
+      tlsMode: get("tlsMode"),
+      tlsCertPem: coerced.tlsCertPem,
+      models: get("models"),
+      gpu: get("gpu"),
+      internalNetwork: get("internalNetwork"),
+      ollamaKeepAlive: get("ollamaKeepAlive"),
+      ollamaNumParallel: coerced.ollamaNumParallel,
+      ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
+    },
+    { reportInput: true },
+  );
+  if (!plain.success) {
+    const issues = plain.error.issues.map((issue) => ({ ...issue, path: [`${PROJECT}:${String(issue.path[0])}`, ...issue.path.slice(1)] }));
+    errors.push(...formatIssues(issues).map(withPeriod));
+  }
+
+  for (const [name, example] of [["ollamaImage", DEFAULT_OLLAMA_IMAGE], ["proxyImage", DEFAULT_PROXY_IMAGE]] as const)
+    if (!isPinnedImage(get(name)))
+      errors.push(`${key(name)} is ${show(get(name))}; pin a version tag such as \`${example}\` (not \`latest\`, not untagged).`);
+
+  const apiKeys = parseCredentialList("apiKeys", get("apiKeys"), errors);
+  const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
+  const rateLimit = parseRateLimit(get("rateLimit"), errors);
+
+  // Proxy settings and credential names go through the gateway spec's schema, so the proxy
+  // and the CLI refuse the same values with the same words. The digest is a placeholder:
+  // this check never renders anything.
+  const placeholder = "0".repeat(64);
+  const spec = gatewaySpecSchema.safeParse(
+    {
+      serverName: get("hostname"),
+      apiKeys: apiKeys.map((entry) => ({ ...entry, keySha256: placeholder })),
+      basicUsers: basicUsers.map((entry) => ({ ...entry, passwordHash: `$2b$10$${"a".repeat(53)}` })),
+      ...(rateLimit ? { rateLimit } : {}),
+      maxBodySize: get("maxBodySize"),
+      timeouts: {
+        upstreamConnectSeconds: 5,
+        upstreamReadSeconds: get("upstreamReadTimeoutSeconds"),
+        upstreamSendSeconds: 900,
+        clientHeaderSeconds: 10,
+        clientBodySeconds: 60,
+      },
+      cors: { allowedOrigins: get("corsAllowedOrigins") },
+    },
+    { reportInput: true },
+  );
+  if (!spec.success) {
+    const seen = new Set(errors);
+    const issues = spec.error.issues
+      // `hostname` was already checked with the stricter DNS rule above.
+      .filter((issue) => issue.path[0] !== "serverName")
+      .map((issue) => ({ ...issue, path: specPathToKey(issue.path) }));
+    for (const message of formatIssues(issues).map(withPeriod)) if (!seen.has(message)) errors.push(message);
+  }
+
+  const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
+
+  // TLS: PEMs only with `provided`, and both of them then.
+  const tlsMode = get("tlsMode");
+  const certPem = coerced.tlsCertPem as string | undefined;
+  const keyPem = coerced.tlsKeyPem as string | undefined;
+  if (tlsMode === "provided") {
+    if (certPem === undefined)
+      errors.push(`${key("tlsCertPem")} is missing; set it (\`cat server.crt | pulumi config set tlsCertPem\`) when \`tlsMode\` is \`provided\`.`);
+    if (keyPem === undefined)
+      errors.push(
+        `${key("tlsKeyPem")} is missing; set it (\`cat server.key | pulumi config set --secret tlsKeyPem\`) when \`tlsMode\` is \`provided\`.`,
+      );
+    else if (!keyPem.includes("PRIVATE KEY-----")) errors.push(`${key("tlsKeyPem")} is ${secretShown(keyPem)}; use a PEM private key.`);
+  } else {
+    for (const name of ["tlsCertPem", "tlsKeyPem"] as const)
+      if (coerced[name] !== undefined)
+        errors.push(`${key(name)} is set but \`tlsMode\` is ${show(tlsMode)}; set \`tlsMode\` to \`provided\` or remove ${key(name)}.`);
+  }
+  if (tlsMode !== "none" && get("httpPort") === get("httpsPort"))
+    errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
+
+  const models = get("models");
+  if (get("internalNetwork") && models.length > 0)
+    errors.push(
+      `${key("models")} is ${show(models)} but \`internalNetwork\` is true, and an internal network cannot reach the model registry; set \`internalNetwork\` to false or \`models\` to [].`,
+    );
+  const pullNames = new Map<string, string>();
+  for (const model of models) {
+    const other = pullNames.get(pullResourceSuffix(model));
+    if (other !== undefined) errors.push(`${key("models")} lists ${show(model)} twice (or as ${show(other)}); list each model once.`);
+    pullNames.set(pullResourceSuffix(model), model);
+  }
+
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    settings: {
+      hostname: get("hostname"),
+      dnsNames: get("dnsNames"),
+      ipAddresses: get("ipAddresses"),
+      bindAddress: get("bindAddress"),
+      httpPort: get("httpPort"),
+      httpsPort: get("httpsPort"),
+      tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
+      apiKeys: apiKeys.map((entry) => ({ ...entry, ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}) })),
+      basicUsers: basicUsers.map((entry) => ({
+        ...entry,
+        ...(supplied?.basicUsers.has(entry.name) ? { password: supplied.basicUsers.get(entry.name) } : {}),
+      })),
+      rateLimit: rateLimit!,
+      maxBodySize: get("maxBodySize"),
+      upstreamReadTimeoutSeconds: get("upstreamReadTimeoutSeconds"),
+      corsAllowedOrigins: get("corsAllowedOrigins"),
+      models,
+      gpu: get("gpu"),
+      internalNetwork: get("internalNetwork"),
+      ollama: {
+        keepAlive: get("ollamaKeepAlive"),
+        ...(coerced.ollamaNumParallel !== undefined ? { numParallel: coerced.ollamaNumParallel as number } : {}),
+        ...(coerced.ollamaMaxLoadedModels !== undefined ? { maxLoadedModels: coerced.ollamaMaxLoadedModels as number } : {}),
+      },
+      ollamaImage: get("ollamaImage"),
+      proxyImage: get("proxyImage"),
+    },
+  };
+}
+
+export class StackConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid stack config (${problems.length} problem${problems.length === 1 ? "" : "s"}):\n- ${problems.join("\n- ")}`);
+    this.name = "StackConfigError";
+  }
+}

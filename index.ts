@@ -1,0 +1,65 @@
+/**
+ * The Pulumi program: stack config -> validated settings -> one OllamaGateway -> stack outputs.
+ * The only module that reads config; components take typed args.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { OllamaGateway } from "./components";
+import { parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
+
+// Every key of this project's namespace, as raw strings: the parser validates them all at once
+// (secrets included, so a bad key is refused before any resource exists) and flags unknown
+// keys. Secret values are wrapped in `pulumi.secret` right below and never printed.
+const prefix = `${PROJECT}:`;
+const raw = Object.fromEntries(
+  Object.entries(pulumi.runtime.allConfig())
+    .filter(([key]) => key.startsWith(prefix))
+    .map(([key, value]) => [key.slice(prefix.length), value]),
+);
+const parsed = parseStackConfig(raw);
+if (!parsed.ok) throw new StackConfigError(parsed.errors);
+const s = parsed.settings;
+
+const gateway = new OllamaGateway("gateway", {
+  hostname: s.hostname,
+  dnsNames: s.dnsNames,
+  ipAddresses: s.ipAddresses,
+  bindAddress: s.bindAddress,
+  httpPort: s.httpPort,
+  httpsPort: s.httpsPort,
+  tls: s.tls.mode === "provided" ? { mode: "provided", certPem: s.tls.certPem, keyPem: pulumi.secret(s.tls.keyPem) } : s.tls,
+  apiKeys: s.apiKeys.map(({ key, ...entry }) => ({ ...entry, ...(key !== undefined ? { key: pulumi.secret(key) } : {}) })),
+  basicUsers: s.basicUsers.map(({ password, ...entry }) => ({
+    ...entry,
+    ...(password !== undefined ? { password: pulumi.secret(password) } : {}),
+  })),
+  proxy: {
+    rateLimit: s.rateLimit,
+    maxBodySize: s.maxBodySize,
+    timeouts: {
+      upstreamConnectSeconds: 5,
+      upstreamReadSeconds: s.upstreamReadTimeoutSeconds,
+      upstreamSendSeconds: 900,
+      clientHeaderSeconds: 10,
+      clientBodySeconds: 60,
+    },
+    cors: { allowedOrigins: s.corsAllowedOrigins },
+  },
+  ollama: {
+    image: s.ollamaImage,
+    models: s.models,
+    gpu: s.gpu,
+    keepAlive: s.ollama.keepAlive,
+    numParallel: s.ollama.numParallel,
+    maxLoadedModels: s.ollama.maxLoadedModels,
+  },
+  proxyImage: s.proxyImage,
+  internalNetwork: s.internalNetwork,
+});
+
+export const endpoint = gateway.endpoint;
+export const healthUrl = gateway.healthUrl;
+export const openaiBaseUrl = gateway.openaiBaseUrl;
+export const apiKeys = gateway.apiKeys;
+export const basicAuth = gateway.basicAuth;
+export const caCertPem = gateway.caCertPem;
+export const curlExample = gateway.curlExample;

@@ -1,0 +1,302 @@
+/**
+ * The Pulumi program evaluated with mocks: which resources it declares, with which inputs,
+ * under which parents, and which outputs are secret.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { beforeAll, describe, expect, it, vi } from "vitest";
+import { renderConfigFiles } from "../bundle/render";
+import { validateSpec } from "../bundle/spec";
+import { sha256Hex } from "../bundle/credentials";
+import {
+  findResource,
+  installMocks,
+  isSecretValue,
+  outputIsSecret,
+  recorded,
+  resetRecorded,
+  resourcesOfType,
+  setStackConfig,
+  settle,
+  TYPES,
+  unwrap,
+  valueOf,
+  type RecordedResource,
+  devStackConfig,
+} from "./support/pulumi-mocks";
+
+installMocks();
+
+type Program = typeof import("../index");
+
+/** Evaluates index.ts afresh with the given stack config; returns its exports and what it declared. */
+async function evaluate(config: Record<string, unknown>): Promise<{ program: Program; resources: RecordedResource[] }> {
+  resetRecorded();
+  setStackConfig(config);
+  vi.resetModules();
+  const program = await import("../index.js");
+  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
+  await settle();
+  return { program, resources: [...recorded] };
+}
+
+const containers = () => resourcesOfType(TYPES.container);
+
+describe("the dev stack", () => {
+  let program: Program;
+  let resources: RecordedResource[];
+  beforeAll(async () => {
+    ({ program, resources } = await evaluate(devStackConfig()));
+  });
+
+  it("declares the expected resources, each once, under its component", () => {
+    const urns = resources.map((r) => r.urn);
+    expect(new Set(urns).size).toBe(urns.length);
+    const byName = Object.fromEntries(resources.map((r) => [r.name, r]));
+    expect(byName["gateway"].type).toBe("ollama-gateway:index:OllamaGateway");
+    expect(byName["gateway"].parent).toBe("");
+    for (const [child, type] of [
+      ["gateway-private", TYPES.network],
+      ["gateway-edge", TYPES.network],
+      ["gateway-ollama", "ollama-gateway:index:OllamaServer"],
+      ["gateway-tls", "ollama-gateway:index:Certificates"],
+      ["gateway-credentials", "ollama-gateway:index:Credentials"],
+      ["gateway-proxy", "ollama-gateway:index:AuthProxy"],
+    ])
+      expect(byName[child], child).toMatchObject({ type, parent: byName["gateway"].urn });
+    for (const r of resources.filter((r) => r.custom)) {
+      const parent = resources.find((p) => p.urn === r.parent);
+      expect(parent?.custom, `${r.name} has a component parent`).toBe(false);
+      expect(r.name.startsWith(`${parent!.name}-`), `${r.name} is named after ${parent!.name}`).toBe(true);
+    }
+    expect(resources.map((r) => r.type).sort()).toEqual(
+      [
+        "ollama-gateway:index:OllamaGateway",
+        "ollama-gateway:index:OllamaServer",
+        "ollama-gateway:index:Certificates",
+        "ollama-gateway:index:Credentials",
+        "ollama-gateway:index:AuthProxy",
+        TYPES.network,
+        TYPES.network,
+        TYPES.image,
+        TYPES.image,
+        TYPES.volume,
+        TYPES.volume,
+        TYPES.container, // ollama
+        TYPES.container, // model pull
+        TYPES.container, // proxy
+        TYPES.container, // credential writer
+        TYPES.privateKey,
+        TYPES.privateKey,
+        TYPES.selfSignedCert,
+        TYPES.certRequest,
+        TYPES.locallySignedCert,
+        TYPES.password, // app
+        TYPES.password, // ops
+        TYPES.password, // alice
+        TYPES.string, // alice's salt
+      ].sort(),
+    );
+  });
+
+  it("pins both images and runs containers from their image ids", () => {
+    expect(resourcesOfType(TYPES.image).map((r) => r.inputs.name).sort()).toEqual([
+      "ollama/ollama:0.12.6",
+      "openresty/openresty:1.27.1.2-alpine",
+    ]);
+    for (const c of containers()) expect(c.inputs.image, c.name).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it("keeps Ollama on the private network only, with no ports", () => {
+    const privateNet = findResource(TYPES.network, "gateway-private");
+    const ollama = findResource(TYPES.container, "gateway-ollama-server");
+    expect(ollama.inputs.ports).toBeUndefined();
+    expect(ollama.inputs.networkMode).toBeUndefined();
+    expect(ollama.inputs.networksAdvanced).toEqual([{ name: expect.stringMatching(/^gateway-private-/), aliases: ["ollama"] }]);
+    expect(privateNet.inputs.internal).toBe(false);
+    expect(ollama.inputs.envs).toContain("OLLAMA_NO_CLOUD=1");
+    expect(ollama.inputs.envs).toContain("OLLAMA_KEEP_ALIVE=5m");
+    expect(ollama.inputs.healthcheck.tests).toEqual(["CMD", "ollama", "list"]);
+    expect(ollama.inputs.wait).toBe(true);
+    expect(ollama.inputs.gpus).toBeUndefined();
+  });
+
+  it("pulls each model with a one-shot client against the server", () => {
+    const pull = findResource(TYPES.container, "gateway-ollama-pull-gemma3-1b");
+    expect(pull.inputs).toMatchObject({
+      command: ["pull", "gemma3:1b"],
+      envs: ["OLLAMA_HOST=http://ollama:11434"],
+      mustRun: false,
+      restart: "no",
+      attach: true,
+    });
+    expect(pull.inputs.ports).toBeUndefined();
+  });
+
+  it("publishes ports on the proxy only, on the bind address", () => {
+    const withPorts = containers().filter((c) => c.inputs.ports !== undefined && c.inputs.ports.length > 0);
+    expect(withPorts.map((c) => c.name)).toEqual(["gateway-proxy-server"]);
+    expect(withPorts[0].inputs.ports).toEqual([
+      { internal: 8080, external: 8080, ip: "127.0.0.1" },
+      { internal: 8443, external: 8443, ip: "127.0.0.1" },
+    ]);
+    expect(withPorts[0].inputs.networksAdvanced.map((n: { name: string }) => n.name.replace(/-[a-z0-9]{7}$/, ""))).toEqual([
+      "gateway-edge",
+      "gateway-private",
+    ]);
+  });
+
+  it("uploads exactly the rendered config files into the proxy, none of them secret or credential-bearing", () => {
+    const proxy = findResource(TYPES.container, "gateway-proxy-server");
+    expect(isSecretValue(proxy.inputs.uploads)).toBe(false);
+    const spec = validateSpec({
+      upstream: "http://ollama:11434",
+      listen: { address: "0.0.0.0", http: 8080, https: 8443 },
+      serverName: "localhost",
+      tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
+      accessLog: "/dev/stdout",
+      errorLog: "/dev/stderr",
+    });
+    const expected = Object.fromEntries(
+      Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
+    );
+    const uploaded = Object.fromEntries(proxy.inputs.uploads.map((u: { file: string; content: string }) => [u.file, u.content]));
+    expect(uploaded).toEqual(expected);
+    expect(Object.keys(uploaded).some((file) => file.includes("/credentials/"))).toBe(false);
+    expect(proxy.inputs.command).toEqual(["openresty", "-p", "/etc/ollama-gateway", "-c", "conf/nginx.conf", "-g", "daemon off;"]);
+    expect(proxy.inputs.volumes).toEqual([
+      { volumeName: expect.stringMatching(/^gateway-proxy-credentials-/), containerPath: "/etc/ollama-gateway/credentials", readOnly: true },
+    ]);
+  });
+
+  it("writes credential files through a one-shot writer whose uploads are secret", async () => {
+    const writer = findResource(TYPES.container, "gateway-proxy-credentials-writer");
+    expect(writer.inputs).toMatchObject({ mustRun: false, restart: "no", networkMode: "none", attach: true });
+    expect(isSecretValue(writer.inputs.uploads)).toBe(true);
+    const uploads = unwrap(writer.inputs.uploads) as { file: string; content: string }[];
+    expect(uploads.map((u) => u.file).sort()).toEqual([
+      "/staging/credentials/api-keys",
+      "/staging/credentials/htpasswd",
+      "/staging/credentials/tls.pem",
+    ]);
+    const keys = await valueOf(program.apiKeys);
+    const apiKeysFile = uploads.find((u) => u.file.endsWith("api-keys"))!.content;
+    expect(apiKeysFile).toContain(`app\tinference\tcurrent\t-\t-\t${sha256Hex(keys.app)}`);
+    expect(apiKeysFile).toContain(`ops\tadmin\tcurrent\t-\t-\t${sha256Hex(keys.ops)}`);
+    expect(apiKeysFile).not.toContain(keys.app);
+    expect(uploads.find((u) => u.file.endsWith("htpasswd"))!.content).toMatch(/^alice:\$2b\$10\$[./A-Za-z0-9]{53}:inference current - -$/m);
+    // Copy to a temporary name in the volume, then rename: the proxy never reads a half-written file.
+    expect(writer.inputs.command[0]).toMatch(/cp "\$f" "\/etc\/ollama-gateway\/credentials\/\.\$f\.tmp"/);
+    expect(writer.inputs.command[0]).toMatch(/chmod 0644/);
+    expect(writer.inputs.command[0]).toMatch(/mv -f "\/etc\/ollama-gateway\/credentials\/\.\$f\.tmp" "\/etc\/ollama-gateway\/credentials\/\$f"/);
+    const proxyVolume = findResource(TYPES.container, "gateway-proxy-server").inputs.volumes[0].volumeName;
+    expect(writer.inputs.volumes).toEqual([{ volumeName: proxyVolume, containerPath: "/etc/ollama-gateway/credentials" }]);
+  });
+
+  it("generates credentials with stable random resources and a bcrypt salt alphabet", () => {
+    expect(findResource(TYPES.password, "gateway-credentials-key-app-current").inputs).toMatchObject({ length: 40, special: false });
+    expect(findResource(TYPES.password, "gateway-credentials-password-alice-current").inputs).toMatchObject({ length: 24 });
+    expect(findResource(TYPES.string, "gateway-credentials-salt-alice-current").inputs).toMatchObject({
+      length: 22,
+      special: true,
+      overrideSpecial: "./",
+      keepers: { name: "alice", slot: "current" },
+    });
+  });
+
+  it("issues a server certificate for the host name and address from a private CA", () => {
+    expect(findResource(TYPES.privateKey, "gateway-tls-ca-key").inputs).toMatchObject({ algorithm: "ECDSA", ecdsaCurve: "P256" });
+    expect(findResource(TYPES.selfSignedCert, "gateway-tls-ca").inputs.isCaCertificate).toBe(true);
+    expect(findResource(TYPES.certRequest, "gateway-tls-server-csr").inputs).toMatchObject({ dnsNames: ["localhost"], ipAddresses: ["127.0.0.1"] });
+    expect(findResource(TYPES.locallySignedCert, "gateway-tls-server").inputs).toMatchObject({
+      validityPeriodHours: 8760,
+      earlyRenewalHours: 720,
+      allowedUses: ["digital_signature", "key_encipherment", "server_auth"],
+    });
+  });
+
+  it("exports URLs in the clear and every credential-bearing output as secret", async () => {
+    expect(await valueOf(program.endpoint)).toBe("https://localhost:8443");
+    expect(await valueOf(program.healthUrl)).toBe("https://localhost:8443/healthz");
+    expect(await valueOf(program.openaiBaseUrl)).toBe("https://localhost:8443/v1");
+    expect(await valueOf(program.caCertPem)).toContain("-----BEGIN CERTIFICATE-----");
+    for (const name of ["endpoint", "healthUrl", "openaiBaseUrl", "caCertPem"] as const)
+      expect(await outputIsSecret(program[name]), name).toBe(false);
+    for (const name of ["apiKeys", "basicAuth", "curlExample"] as const) expect(await outputIsSecret(program[name]), name).toBe(true);
+
+    const keys = await valueOf(program.apiKeys);
+    expect(Object.keys(keys).sort()).toEqual(["app", "ops"]);
+    expect(keys.app).toMatch(/^[A-Za-z0-9]{40}$/);
+    expect(Object.keys(await valueOf(program.basicAuth))).toEqual(["alice"]);
+    expect(await valueOf(program.curlExample)).toBe(
+      `curl --cacert ca.pem -H 'Authorization: Bearer ${keys.app}' https://localhost:8443/v1/models`,
+    );
+  });
+
+  it("gives identical proxy and writer inputs on a second evaluation", async () => {
+    const first = ["gateway-proxy-server", "gateway-proxy-credentials-writer"].map((name) => findResource(TYPES.container, name).inputs);
+    const again = await evaluate(devStackConfig());
+    const second = ["gateway-proxy-server", "gateway-proxy-credentials-writer"].map((name) => findResource(TYPES.container, name).inputs);
+    expect(JSON.stringify(second)).toBe(JSON.stringify(first));
+    expect(await valueOf(again.program.apiKeys)).toEqual(await valueOf(program.apiKeys));
+  });
+});
+
+describe("stack variants", () => {
+  it("uses a provided certificate instead of generating one", async () => {
+    const certPem = "-----BEGIN CERTIFICATE-----\nprovided\n-----END CERTIFICATE-----";
+    const keyPem = "-----BEGIN PRIVATE KEY-----\nprovided\n-----END PRIVATE KEY-----";
+    const { program, resources } = await evaluate({
+      ...devStackConfig(),
+      tlsMode: "provided",
+      tlsCertPem: certPem,
+      tlsKeyPem: keyPem,
+    });
+    expect(resources.filter((r) => r.type.startsWith("tls:"))).toEqual([]);
+    const writer = findResource(TYPES.container, "gateway-proxy-credentials-writer");
+    const tlsFile = (unwrap(writer.inputs.uploads) as { file: string; content: string }[]).find((u) => u.file.endsWith("tls.pem"))!;
+    expect(tlsFile.content).toBe(`${certPem}\n${keyPem}\n`);
+    expect(await valueOf(program.caCertPem)).toBe(certPem);
+  });
+
+  it("uses supplied secrets and serves plain HTTP without TLS", async () => {
+    const key = "k".repeat(32);
+    const { program, resources } = await evaluate({
+      ...devStackConfig(),
+      tlsMode: "none",
+      bindAddress: "0.0.0.0",
+      httpPort: "9000",
+      gpu: "true",
+      models: "[]",
+      suppliedSecrets: JSON.stringify({ apiKeys: { app: key } }),
+    });
+    expect(resources.filter((r) => r.type.startsWith("tls:"))).toEqual([]);
+    expect(resources.some((r) => r.name === "gateway-credentials-key-app-current")).toBe(false);
+    expect((await valueOf(program.apiKeys)).app).toBe(key);
+    expect(await valueOf(program.endpoint)).toBe("http://localhost:9000");
+    expect(findResource(TYPES.container, "gateway-proxy-server").inputs.ports).toEqual([
+      { internal: 9000, external: 9000, ip: "0.0.0.0" },
+    ]);
+    expect(findResource(TYPES.container, "gateway-ollama-server").inputs.gpus).toBe("all");
+    expect(containers().map((c) => c.name).sort()).toEqual([
+      "gateway-ollama-server",
+      "gateway-proxy-credentials-writer",
+      "gateway-proxy-server",
+    ]);
+  });
+
+  it("refuses invalid config with every problem listed and declares nothing", async () => {
+    resetRecorded();
+    setStackConfig({ ...devStackConfig(), httpPort: "70000", apiKeys: JSON.stringify(["app:root"]), ollamaImage: "ollama/ollama:latest" });
+    vi.resetModules();
+    await expect(import("../index.js")).rejects.toThrow(
+      [
+        "Invalid stack config (3 problems):",
+        "- `ollama-gateway:httpPort` is 70000; use a TCP port between 1 and 65535.",
+        '- `ollama-gateway:ollamaImage` is "ollama/ollama:latest"; pin a version tag such as `ollama/ollama:0.12.6` (not `latest`, not untagged).',
+        '- `ollama-gateway:apiKeys[0].scope` is "root"; use one of `read`, `inference`, `admin`.',
+      ].join("\n"),
+    );
+    await settle();
+    expect(recorded).toEqual([]);
+  });
+});
