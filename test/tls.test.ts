@@ -1,0 +1,82 @@
+/**
+ * TLS through the real nginx, with a CA and server certificate made by openssl in the test:
+ * TLS 1.2/1.3 only, modern ciphers, HTTP redirected (health excepted), HSTS.
+ */
+import https from "node:https";
+import tls from "node:tls";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { makeCertificates } from "./support/certs";
+import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
+import { request } from "./support/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+
+const KEY = "tls-key-0000000000000000000000000000";
+
+function handshake(port: number, options: tls.ConnectionOptions): Promise<{ protocol: string | null; cipher: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", ...options }, () => {
+      const result = { protocol: socket.getProtocol(), cipher: socket.getCipher().name };
+      socket.end();
+      resolve(result);
+    });
+    socket.once("error", reject);
+  });
+}
+
+function httpsGet(url: string, ca: string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const req = https.get(url, { ca, headers }, (res) => {
+      let body = "";
+      res.on("data", (d) => (body += d));
+      res.on("end", () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.once("error", reject);
+  });
+}
+
+describe.runIf(nginxTestsEnabled)("TLS through the real nginx", () => {
+  let fake: FakeOllama;
+  let gateway: RunningGateway;
+  let certs: ReturnType<typeof makeCertificates>;
+
+  beforeAll(async () => {
+    certs = makeCertificates();
+    fake = await startFakeOllama();
+    gateway = await startGateway({
+      upstreamUrl: fake.url,
+      spec: { apiKeys: [{ name: "tls", key: KEY, scope: "read" }], tls: { certPem: certs.certPem, keyPem: certs.keyPem } },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await fake?.close();
+  });
+
+  it("serves the API over HTTPS with a certificate the CA verifies, with HSTS", async () => {
+    const response = await httpsGet(`${gateway.httpsUrl}/api/version`, certs.caPem, { Authorization: `Bearer ${KEY}` });
+    expect(response.status).toBe(200);
+    expect(JSON.parse(response.body)).toHaveProperty("version");
+    expect(response.headers["strict-transport-security"]).toMatch(/max-age=\d+/);
+    const refused = await httpsGet(`${gateway.httpsUrl}/api/version`, certs.caPem);
+    expect(refused.status).toBe(401);
+  });
+
+  it("speaks TLS 1.3 and 1.2 with forward-secret AEAD ciphers only", async () => {
+    const port = Number(new URL(gateway.httpsUrl!).port);
+    expect((await handshake(port, { ca: certs.caPem, minVersion: "TLSv1.3" })).protocol).toBe("TLSv1.3");
+    const v12 = await handshake(port, { ca: certs.caPem, maxVersion: "TLSv1.2" });
+    expect(v12.protocol).toBe("TLSv1.2");
+    expect(v12.cipher).toMatch(/^ECDHE-.*(GCM|CHACHA20)/);
+    // A static-RSA/CBC cipher and TLS 1.1 are refused by the server.
+    await expect(handshake(port, { ca: certs.caPem, maxVersion: "TLSv1.2", ciphers: "AES128-SHA:AES256-SHA" })).rejects.toThrow();
+    await expect(handshake(port, { ca: certs.caPem, minVersion: "TLSv1", maxVersion: "TLSv1.1", ciphers: "DEFAULT:@SECLEVEL=0" })).rejects.toThrow();
+  });
+
+  it("redirects plain HTTP to HTTPS, except the health endpoint", async () => {
+    const redirect = await request(`${gateway.url}/api/tags?x=1`, { headers: { Authorization: `Bearer ${KEY}` } });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get("location")).toBe(`https://127.0.0.1:${new URL(gateway.httpsUrl!).port}/api/tags?x=1`);
+    const health = await request(`${gateway.url}/healthz`);
+    expect(health.status).toBe(200);
+  });
+});
