@@ -124,8 +124,8 @@ export const gatewaySpecSchema = z
       .strictObject({
         upstreamConnectSeconds: seconds(1, 60).default(5),
         /** Cold model loads and long generations: at least 10 minutes by default. */
-        upstreamReadSeconds: seconds(10, 86_400).default(900),
-        upstreamSendSeconds: seconds(10, 86_400).default(900),
+        upstreamReadSeconds: seconds(1, 86_400).default(900),
+        upstreamSendSeconds: seconds(1, 86_400).default(900),
         clientHeaderSeconds: seconds(1, 300).default(10),
         clientBodySeconds: seconds(1, 3600).default(60),
       })

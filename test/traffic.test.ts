@@ -140,6 +140,26 @@ describe.runIf(nginxTestsEnabled)("traffic through the real nginx", () => {
       }
     });
 
+    it("answers 504 JSON when Ollama stays silent longer than upstreamReadSeconds", async () => {
+      const impatient = await startGateway({
+        upstreamUrl: fake.url,
+        spec: { apiKeys: [{ name: "k", key: KEY, scope: "inference" }], timeouts: { upstreamReadSeconds: 1 } },
+      });
+      fake.setOptions({ firstByteDelayMs: 2500 });
+      try {
+        const response = await request(`${impatient.url}/api/generate`, {
+          method: "POST",
+          headers: bearer(KEY),
+          body: JSON.stringify({ model: FAKE_MODEL, prompt: "hi", stream: false }),
+        });
+        expect(response.status).toBe(504);
+        expect(response.json()).toEqual({ error: expect.stringMatching(/timed out/) });
+      } finally {
+        fake.setOptions({ firstByteDelayMs: 300 });
+        await impatient.stop();
+      }
+    });
+
     it("passes Ollama's queue-full 503 on with Retry-After", async () => {
       fake.mode = "queue-full";
       try {
