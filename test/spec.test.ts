@@ -6,6 +6,9 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderBundle, renderConfigFiles } from "../bundle/render";
 import { parseSpec, validateSpec } from "../bundle/spec";
+import { startFakeOllama } from "./support/fake-ollama";
+import { request } from "./support/http";
+import { nginxTestsEnabled, startGateway } from "./support/nginx";
 
 const VALID_KEY = "valid-key-000000000000000000000000";
 
@@ -108,5 +111,20 @@ describe("render CLI", () => {
     expect(second.stdout).toMatch(/0 file\(s\) written/);
     expect(readFileSync(path.join(out, "credentials", "htpasswd"), "utf8")).toBe(htpasswd);
     expect(execFileSync("nginx", ["-t", "-p", `${out}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log"], { encoding: "utf8", stdio: "pipe" })).toBeDefined();
+  });
+});
+
+describe.runIf(nginxTestsEnabled)("the openresty flavour", () => {
+  it("runs as rendered (Lua module loaded from the command line, as OpenResty has it built in)", async () => {
+    const fake = await startFakeOllama();
+    const gateway = await startGateway({ flavor: "openresty", upstreamUrl: fake.url, spec: { apiKeys: [{ name: "a", key: VALID_KEY, scope: "read" }] } });
+    try {
+      expect(readFileSync(path.join(gateway.dir, "conf", "nginx.conf"), "utf8")).not.toContain("load_module");
+      expect((await request(`${gateway.url}/api/version`, { headers: { Authorization: `Bearer ${VALID_KEY}` } })).status).toBe(200);
+      expect((await request(`${gateway.url}/api/version`)).status).toBe(401);
+    } finally {
+      await gateway.stop();
+      await fake.close();
+    }
   });
 });

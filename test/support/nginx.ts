@@ -107,16 +107,23 @@ export interface StartOptions {
   /** bcrypt cost for passwords given in clear; low by default to keep tests fast. */
   bcryptCost?: number;
   keepDir?: boolean;
+  /**
+   * `openresty` renders the OpenResty flavour (no load_module lines) and loads Debian's Lua
+   * module from the command line instead, to prove that bundle runs as rendered.
+   */
+  flavor?: "debian" | "openresty";
 }
 
 const fastHash = (cost: number) => (_name: string, password: string) => bcryptHash(password, cost);
 
-/** Renders `spec` (debian flavour), writes it to a fresh prefix and starts nginx on it. */
+/** Renders `spec` (debian flavour by default), writes it to a fresh prefix and starts nginx on it. */
 export async function startGateway(options: StartOptions): Promise<RunningGateway> {
   const nginx = requireNginxWithLua();
-  const httpPort = await freePort();
+  // A spec may bind another loopback address (127.0.0.3...): ports are picked on it.
+  const host = options.spec.listen?.address ?? "127.0.0.1";
+  const httpPort = await freePort(host);
   const wantsTls = options.spec.tls !== undefined;
-  const httpsPort = wantsTls ? await freePort() : undefined;
+  const httpsPort = wantsTls ? await freePort(host) : undefined;
   const spec = validateSpec({
     upstream: options.upstreamUrl,
     workerProcesses: 2,
@@ -127,9 +134,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const dir = mkdtempSync(path.join(tmpdir(), "ollama-gateway-"));
   // Workers run as `nobody` when the tests run as root: the prefix must be traversable.
   chmodSync(dir, 0o755);
-  writeBundle(dir, renderBundle(spec, { flavor: "debian", hashPassword }).files);
+  const flavor = options.flavor ?? "debian";
+  writeBundle(dir, renderBundle(spec, { flavor, hashPassword }).files);
+  // -g directives are parsed before the configuration file, so module loading can come from here.
+  const loadLua = flavor === "openresty" ? `load_module ${path.dirname(LUA_MODULE)}/ndk_http_module.so; load_module ${LUA_MODULE}; ` : "";
 
-  const child = spawn(nginx, ["-p", `${dir}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log", "-g", "daemon off;"], {
+  const child = spawn(nginx, ["-p", `${dir}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log", "-g", `${loadLua}daemon off;`], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
@@ -140,8 +150,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
   const gateway: RunningGateway = {
-    url: `http://127.0.0.1:${spec.listen.http}`,
-    httpsUrl: httpsPort ? `https://127.0.0.1:${httpsPort}` : undefined,
+    url: `http://${host}:${spec.listen.http}`,
+    httpsUrl: httpsPort ? `https://${host}:${httpsPort}` : undefined,
     dir,
     spec,
     pid: child.pid!,
@@ -169,8 +179,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     },
   };
   try {
-    await waitForPort(spec.listen.http, "127.0.0.1", child, errorLog);
-    if (httpsPort) await waitForPort(httpsPort, "127.0.0.1", child, errorLog);
+    await waitForPort(spec.listen.http, host, child, errorLog);
+    if (httpsPort) await waitForPort(httpsPort, host, child, errorLog);
   } catch (error) {
     await gateway.stop();
     throw error;
