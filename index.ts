@@ -4,7 +4,8 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { OllamaGateway } from "./components";
-import { parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
+import { rotationClock, rotationState, type RotationState } from "./config/rotation";
+import { type CredentialRotation, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
 
 // Every key of this project's namespace, as raw strings: the parser validates them all at once
 // (secrets included, so a bad key is refused before any resource exists) and flags unknown
@@ -19,6 +20,17 @@ const parsed = parseStackConfig(raw);
 if (!parsed.ok) throw new StackConfigError(parsed.errors);
 const s = parsed.settings;
 
+// The program's only reading of the clock, once, before any resource: it picks each rotating
+// credential's generation (an input, like any config value), so a run on a given date with a
+// given config is deterministic. OLLAMA_GATEWAY_ROTATION_NOW fixes it (tests, replays).
+const now = rotationClock();
+const rotations: Record<string, RotationState> = {};
+const rotationArgs = (name: string, rotation: CredentialRotation | undefined) => {
+  if (!rotation) return {};
+  const state = (rotations[name] = rotationState(rotation.policy, rotation.onDemand, now));
+  return { rotation: { generation: state.generation, ...(state.previousLive ? { previousNotAfter: state.previousNotAfter } : {}) } };
+};
+
 const gateway = new OllamaGateway("gateway", {
   hostname: s.hostname,
   dnsNames: s.dnsNames,
@@ -27,10 +39,15 @@ const gateway = new OllamaGateway("gateway", {
   httpPort: s.httpPort,
   httpsPort: s.httpsPort,
   tls: s.tls.mode === "provided" ? { mode: "provided", certPem: s.tls.certPem, keyPem: pulumi.secret(s.tls.keyPem) } : s.tls,
-  apiKeys: s.apiKeys.map(({ key, ...entry }) => ({ ...entry, ...(key !== undefined ? { key: pulumi.secret(key) } : {}) })),
-  basicUsers: s.basicUsers.map(({ password, ...entry }) => ({
+  apiKeys: s.apiKeys.map(({ key, rotation, ...entry }) => ({
+    ...entry,
+    ...(key !== undefined ? { key: pulumi.secret(key) } : {}),
+    ...rotationArgs(entry.name, rotation),
+  })),
+  basicUsers: s.basicUsers.map(({ password, rotation, ...entry }) => ({
     ...entry,
     ...(password !== undefined ? { password: pulumi.secret(password) } : {}),
+    ...rotationArgs(entry.name, rotation),
   })),
   proxy: {
     rateLimit: s.rateLimit,
@@ -63,3 +80,19 @@ export const apiKeys = gateway.apiKeys;
 export const basicAuth = gateway.basicAuth;
 export const caCertPem = gateway.caCertPem;
 export const curlExample = gateway.curlExample;
+/** Per rotating credential: generation, current slot, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
+export const rotation = pulumi.output(
+  Object.fromEntries(
+    Object.entries(rotations).map(([name, r]) => [
+      name,
+      {
+        generation: r.generation,
+        currentSlot: r.currentSlot,
+        rotatedAt: r.rotatedAt ?? null,
+        previousNotAfter: r.previousNotAfter ?? null,
+        previousValid: r.previousLive,
+        nextRotation: r.nextRotation ?? null,
+      },
+    ]),
+  ),
+);

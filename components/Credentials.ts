@@ -3,19 +3,34 @@ import * as random from "@pulumi/random";
 import { bcryptHashWithSalt, sha256Hex } from "../bundle/credentials";
 import type { Scope } from "../bundle/spec";
 
+/**
+ * Where a generated credential's rotation stands; computed by the caller from a policy and a
+ * date (see `config/rotation.ts`), so the component itself never reads the clock.
+ */
+export interface CredentialRotationArgs {
+  /** Generation of the current secret; 0 before the first rotation. Slot `a` holds even generations, `b` odd ones. */
+  generation: number;
+  /** Until when the previous generation's secret works (ISO 8601). Omitted: the previous secret is not in the files. */
+  previousNotAfter?: string;
+}
+
 export interface ApiKeyArgs {
   /** Unique across API keys and Basic users; appears in logs, never the key. */
   name: string;
   scope: Scope;
-  /** The key itself (secret). Default: generated, 40 letters and digits. */
+  /** The key itself (secret). Default: generated, 40 letters and digits. Refused together with `rotation`. */
   key?: pulumi.Input<string>;
+  /** Rotate the generated key through two slots. Default: one fixed key (`-current`). */
+  rotation?: CredentialRotationArgs;
 }
 
 export interface BasicUserArgs {
   name: string;
   scope: Scope;
-  /** The password (secret). Default: generated, 24 letters and digits. */
+  /** The password (secret). Default: generated, 24 letters and digits. Refused together with `rotation`. */
   password?: pulumi.Input<string>;
+  /** Rotate the generated password through two slots. Default: one fixed password (`-current`). */
+  rotation?: CredentialRotationArgs;
 }
 
 export interface CredentialsArgs {
@@ -29,17 +44,27 @@ export interface CredentialsArgs {
 
 /** Entries in the gateway spec's shape: only digests and hashes reach the proxy. */
 export interface SpecCredentials {
-  apiKeys: { name: string; keySha256: string; scope: Scope }[];
-  basicUsers: { name: string; passwordHash: string; scope: Scope }[];
+  apiKeys: { name: string; keySha256: string; scope: Scope; previous?: { keySha256: string; notAfter: string } }[];
+  basicUsers: { name: string; passwordHash: string; scope: Scope; previous?: { passwordHash: string; notAfter: string } }[];
 }
+
+type SlotName = "a" | "b";
+/** The slot that holds a generation: even in `a`, odd in `b`. */
+const slotOf = (generation: number): SlotName => (generation % 2 === 0 ? "a" : "b");
+/** The latest generation of the slot's parity, at most `generation` (-1: the slot holds none yet). */
+const slotGeneration = (slot: SlotName, generation: number) => (slotOf(generation) === slot ? generation : generation - 1);
 
 /**
  * Every credential's secret, generated where none is given, and its digest for the proxy.
  *
  * Deterministic: random values live in resources keyed by credential name and slot, and the
  * bcrypt salt comes from one of them, so an unchanged credential yields identical files and
- * no container changes. Rotation (a `current` and a `previous` slot per credential) will add
- * `-previous` resources and a generation to `keepers`; the `-current` names stay as they are.
+ * no container changes.
+ *
+ * Rotation: a credential with `rotation` has two slots, `a` (even generations) and `b` (odd),
+ * whose `keepers` hold the generation they carry. Moving to the next generation changes the
+ * keepers of the older slot only, so one rotation replaces one slot's resources while the other
+ * slot, now the previous secret, keeps its value until its `notAfter`.
  */
 export class Credentials extends pulumi.ComponentResource {
   /** name -> key; secret. */
@@ -52,37 +77,72 @@ export class Credentials extends pulumi.ComponentResource {
   constructor(name: string, args: CredentialsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:Credentials", name, {}, opts);
     const a = { apiKeys: [], basicUsers: [], bcryptCost: 10, ...args };
-    const slot = "current";
+    const checked = [
+      ...a.apiKeys.map((entry) => ({ ...entry, supplied: entry.key !== undefined })),
+      ...a.basicUsers.map((entry) => ({ ...entry, supplied: entry.password !== undefined })),
+    ];
+    for (const entry of checked) {
+      if (entry.rotation && entry.supplied)
+        throw new pulumi.ResourceError(`\`${entry.name}\` has both a supplied secret and \`rotation\`; only generated secrets rotate.`, this);
+      if (entry.rotation && !(Number.isInteger(entry.rotation.generation) && entry.rotation.generation >= 0))
+        throw new pulumi.ResourceError(`\`${entry.name}.rotation.generation\` is ${entry.rotation.generation}; use a whole number, 0 or more.`, this);
+    }
+
+    /** Keepers of a slot: the slot's generation is in them, so only a new generation replaces it. */
+    const keepers = (credential: string, slot: string, rotation?: CredentialRotationArgs): Record<string, string> =>
+      rotation ? { name: credential, slot, generation: String(slotGeneration(slot as SlotName, rotation.generation)) } : { name: credential, slot };
+    /** `current` for a credential without rotation (its resource names predate rotation); `a`/`b` with it. */
+    const slotsOf = (rotation?: CredentialRotationArgs) =>
+      rotation ? { current: slotOf(rotation.generation), previous: slotOf(rotation.generation + 1) } : { current: "current" };
 
     const keys = a.apiKeys.map((entry) => {
-      const key =
-        entry.key !== undefined
-          ? pulumi.secret(entry.key)
-          : new random.RandomPassword(
-              `${name}-key-${entry.name}-${slot}`,
-              { length: 40, special: false, keepers: { name: entry.name, slot } },
-              { parent: this },
-            ).result;
-      return { entry, key: pulumi.secret(key) };
+      const generated = (slot: string) =>
+        new random.RandomPassword(
+          `${name}-key-${entry.name}-${slot}`,
+          { length: 40, special: false, keepers: keepers(entry.name, slot, entry.rotation) },
+          { parent: this },
+        ).result;
+      if (entry.key !== undefined) return { entry, key: pulumi.secret(entry.key) };
+      if (!entry.rotation) return { entry, key: pulumi.secret(generated("current")) };
+      const bySlot = { a: generated("a"), b: generated("b") };
+      const slots = slotsOf(entry.rotation);
+      return { entry, key: pulumi.secret(bySlot[slots.current as SlotName]), previousKey: pulumi.secret(bySlot[slots.previous as SlotName]) };
     });
 
     const users = a.basicUsers.map((entry) => {
-      const password =
-        entry.password !== undefined
-          ? pulumi.secret(entry.password)
-          : new random.RandomPassword(
-              `${name}-password-${entry.name}-${slot}`,
-              { length: 24, special: false, keepers: { name: entry.name, slot } },
-              { parent: this },
-            ).result;
+      const generated = (slot: string) => {
+        const password = new random.RandomPassword(
+          `${name}-password-${entry.name}-${slot}`,
+          { length: 24, special: false, keepers: keepers(entry.name, slot, entry.rotation) },
+          { parent: this },
+        ).result;
+        return { password, salt: salt(slot) };
+      };
       // A stable salt makes the hash repeatable: same password, same htpasswd line, no diff.
-      const salt = new random.RandomString(
-        `${name}-salt-${entry.name}-${slot}`,
-        { length: 22, special: true, overrideSpecial: "./", lower: true, upper: true, numeric: true, keepers: { name: entry.name, slot } },
-        { parent: this },
-      );
-      const passwordHash = pulumi.all([password, salt.result]).apply(([p, s]) => bcryptHashWithSalt(p, s, a.bcryptCost));
-      return { entry, password: pulumi.secret(password), passwordHash };
+      const salt = (slot: string) =>
+        new random.RandomString(
+          `${name}-salt-${entry.name}-${slot}`,
+          {
+            length: 22,
+            special: true,
+            overrideSpecial: "./",
+            lower: true,
+            upper: true,
+            numeric: true,
+            keepers: keepers(entry.name, slot, entry.rotation),
+          },
+          { parent: this },
+        ).result;
+      const hashed = (secret: { password: pulumi.Input<string>; salt: pulumi.Output<string> }) => ({
+        password: pulumi.secret(secret.password),
+        passwordHash: pulumi.secret(pulumi.all([secret.password, secret.salt]).apply(([p, s]) => bcryptHashWithSalt(p, s, a.bcryptCost))),
+      });
+      const none = { previousHash: undefined as pulumi.Output<string> | undefined };
+      if (entry.password !== undefined) return { entry, ...none, ...hashed({ password: entry.password, salt: salt("current") }) };
+      if (!entry.rotation) return { entry, ...none, ...hashed(generated("current")) };
+      const bySlot = { a: hashed(generated("a")), b: hashed(generated("b")) };
+      const slots = slotsOf(entry.rotation);
+      return { entry, ...bySlot[slots.current as SlotName], previousHash: bySlot[slots.previous as SlotName].passwordHash };
     });
 
     this.apiKeys = pulumi.secret(pulumi.all(Object.fromEntries(keys.map(({ entry, key }) => [entry.name, key]))));
@@ -90,8 +150,30 @@ export class Credentials extends pulumi.ComponentResource {
     this.specCredentials = pulumi.secret(
       pulumi
         .all([
-          pulumi.all(keys.map(({ entry, key }) => key.apply((k) => ({ name: entry.name, keySha256: sha256Hex(k), scope: entry.scope })))),
-          pulumi.all(users.map(({ entry, passwordHash }) => passwordHash.apply((h) => ({ name: entry.name, passwordHash: h, scope: entry.scope })))),
+          pulumi.all(
+            keys.map(({ entry, key, previousKey }) => {
+              const notAfter = entry.rotation?.previousNotAfter;
+              const previous = previousKey && notAfter !== undefined ? previousKey : pulumi.output(undefined);
+              return pulumi.all([key, previous]).apply(([k, p]) => ({
+                name: entry.name,
+                keySha256: sha256Hex(k),
+                scope: entry.scope,
+                ...(p !== undefined ? { previous: { keySha256: sha256Hex(p), notAfter: notAfter! } } : {}),
+              }));
+            }),
+          ),
+          pulumi.all(
+            users.map(({ entry, passwordHash, previousHash }) => {
+              const notAfter = entry.rotation?.previousNotAfter;
+              const previous = previousHash && notAfter !== undefined ? previousHash : pulumi.output(undefined);
+              return pulumi.all([passwordHash, previous]).apply(([h, p]) => ({
+                name: entry.name,
+                passwordHash: h,
+                scope: entry.scope,
+                ...(p !== undefined ? { previous: { passwordHash: p, notAfter: notAfter! } } : {}),
+              }));
+            }),
+          ),
         ])
         .apply(([apiKeys, basicUsers]) => ({ apiKeys, basicUsers })),
     );

@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { formatIssues, gatewaySpecSchema, type Scope } from "../bundle/spec";
 import { pullResourceSuffix } from "../components/OllamaServer";
+import { type OnDemandRotation, parseDuration, type RotationPolicy } from "./rotation";
 
 export const PROJECT = "ollama-gateway";
 
@@ -39,6 +40,8 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   apiKeys: { type: "array" },
   basicUsers: { type: "array" },
   suppliedSecrets: { type: "string", secret: true, unset: "" },
+  rotation: { type: "array" },
+  rotationGenerations: { type: "string", unset: "" },
   rateLimit: { type: "string" },
   maxBodySize: { type: "string" },
   upstreamReadTimeoutSeconds: { type: "integer" },
@@ -64,6 +67,7 @@ export const CONFIG_DEFAULTS = {
   tlsMode: "selfSigned" as TlsMode,
   apiKeys: [] as string[],
   basicUsers: [] as string[],
+  rotation: [] as string[],
   rateLimit: "20/40",
   maxBodySize: "100m",
   upstreamReadTimeoutSeconds: 900,
@@ -81,6 +85,12 @@ export interface CredentialConfig {
   scope: Scope;
 }
 
+/** A credential's rotation: its policy and the last on-demand request, if any. */
+export interface CredentialRotation {
+  policy: RotationPolicy;
+  onDemand?: OnDemandRotation;
+}
+
 /** The validated stack, plain values only; `index.ts` wraps the secret ones in `pulumi.secret`. */
 export interface StackSettings {
   hostname: string;
@@ -90,8 +100,8 @@ export interface StackSettings {
   httpPort: number;
   httpsPort: number;
   tls: { mode: "none" } | { mode: "selfSigned" } | { mode: "provided"; certPem: string; keyPem: string };
-  apiKeys: (CredentialConfig & { key?: string })[];
-  basicUsers: (CredentialConfig & { password?: string })[];
+  apiKeys: (CredentialConfig & { key?: string; rotation?: CredentialRotation })[];
+  basicUsers: (CredentialConfig & { password?: string; rotation?: CredentialRotation })[];
   rateLimit: { requestsPerSecond: number; burst: number };
   maxBodySize: string;
   upstreamReadTimeoutSeconds: number;
@@ -267,6 +277,80 @@ function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig
   return supplied;
 }
 
+/** `name:every:overlap` entries -> policies, with every problem of every entry. */
+function parseRotation(list: string[], names: Set<string>, supplied: Set<string>, errors: string[]): Map<string, RotationPolicy> {
+  const policies = new Map<string, RotationPolicy>();
+  list.forEach((item, i) => {
+    const label = `rotation[${i}]`;
+    const parts = item.split(":");
+    if (parts.length !== 3) {
+      errors.push(`${key(label)} is ${show(item)}; use \`<name>:<every>:<overlap>\`, such as \`app:30d:48h\` (every: \`<n>d\`, \`<n>h\` or \`manual\`; overlap: \`<n>h\`, \`<n>d\` or \`0\`).`);
+      return;
+    }
+    const [name, every, overlap] = parts;
+    let ok = true;
+    if (!names.has(name)) {
+      errors.push(`${key(label)} names ${show(name)}, which is in neither \`apiKeys\` nor \`basicUsers\`; add \`${name}:<scope>\` to one of them or remove the policy.`);
+      ok = false;
+    } else if (policies.has(name)) {
+      errors.push(`${key(label)} is a second policy for ${show(name)}; give each credential one policy.`);
+      ok = false;
+    } else if (supplied.has(name)) {
+      errors.push(
+        `${key(label)} names ${show(name)}, whose secret is given in \`suppliedSecrets\`; the program can only rotate secrets it generates: remove it from \`suppliedSecrets\` or remove the policy.`,
+      );
+      ok = false;
+    }
+    const everyMs = every === "manual" ? undefined : parseDuration(every, false);
+    if (every !== "manual" && everyMs === undefined) {
+      errors.push(`${key(`${label}.every`)} is ${show(every)}; use a period such as \`30d\` or \`12h\` (1 to 99999), or \`manual\` for on-demand rotation only.`);
+      ok = false;
+    }
+    const overlapMs = parseDuration(overlap, true);
+    if (overlapMs === undefined) {
+      errors.push(`${key(`${label}.overlap`)} is ${show(overlap)}; use a duration such as \`48h\` or \`2d\`, or \`0\` to refuse the previous secret at once.`);
+      ok = false;
+    } else if (everyMs !== undefined && overlapMs >= everyMs) {
+      errors.push(`${key(`${label}.overlap`)} is ${show(overlap)}, not shorter than the period ${show(every)}; use an overlap shorter than the period, so at most two secrets are valid at once.`);
+      ok = false;
+    }
+    if (ok) policies.set(name, { name, everyMs, overlapMs: overlapMs! });
+  });
+  return policies;
+}
+
+/** `{"<name>": {"generation": n, "at": "<ISO time>"}}`, as `npm run rotate` writes it. */
+function parseRotationGenerations(raw: string, policies: Map<string, RotationPolicy>, errors: string[]): Map<string, OnDemandRotation> {
+  const result = new Map<string, OnDemandRotation>();
+  const example = '{"app": {"generation": 1, "at": "2026-11-05T10:00:00Z"}}';
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    errors.push(`${key("rotationGenerations")} is ${show(raw)}; use a JSON object such as ${example} (\`npm run rotate\` writes it).`);
+    return result;
+  }
+  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+    const label = `rotationGenerations.${name}`;
+    if (!policies.has(name)) {
+      errors.push(`${key(label)} names no credential with a \`rotation\` policy; add \`${name}:manual:24h\` (or a period) to \`rotation\`, or remove ${show(name)}.`);
+      continue;
+    }
+    const e = entry as { generation?: unknown; at?: unknown } | null;
+    const generationOk = typeof e === "object" && e !== null && Number.isInteger(e.generation) && (e.generation as number) >= 0;
+    const atOk = typeof e === "object" && e !== null && typeof e.at === "string" && /^\d{4}-\d\d-\d\dT/.test(e.at) && !Number.isNaN(Date.parse(e.at));
+    if (!generationOk || !atOk || Object.keys(e as object).some((k) => k !== "generation" && k !== "at")) {
+      errors.push(`${key(label)} is ${show(entry)}; use {"generation": <whole number, 0 or more>, "at": "<ISO 8601 time>"}, such as ${example.slice(8, -1)}.`);
+      continue;
+    }
+    result.set(name, { generation: e!.generation as number, at: e!.at as string });
+  }
+  return result;
+}
+
 /**
  * Validates raw stack config (keys without the `ollama-gateway:` prefix, values as strings)
  * and fills in defaults. Never throws on bad input.
@@ -353,6 +437,21 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
 
+  const policies = parseRotation(
+    get("rotation"),
+    new Set([...apiKeys, ...basicUsers].map((entry) => entry.name)),
+    new Set([...(supplied?.apiKeys.keys() ?? []), ...(supplied?.basicUsers.keys() ?? [])]),
+    errors,
+  );
+  const onDemand =
+    coerced.rotationGenerations === undefined ? new Map<string, OnDemandRotation>() : parseRotationGenerations(coerced.rotationGenerations as string, policies, errors);
+  const rotationOf = (name: string) => {
+    const policy = policies.get(name);
+    if (!policy) return {};
+    const request = onDemand.get(name);
+    return { rotation: { policy, ...(request ? { onDemand: request } : {}) } };
+  };
+
   // TLS: PEMs only with `provided`, and both of them then.
   const tlsMode = get("tlsMode");
   const certPem = coerced.tlsCertPem as string | undefined;
@@ -396,10 +495,15 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       httpPort: get("httpPort"),
       httpsPort: get("httpsPort"),
       tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
-      apiKeys: apiKeys.map((entry) => ({ ...entry, ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}) })),
+      apiKeys: apiKeys.map((entry) => ({
+        ...entry,
+        ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}),
+        ...rotationOf(entry.name),
+      })),
       basicUsers: basicUsers.map((entry) => ({
         ...entry,
         ...(supplied?.basicUsers.has(entry.name) ? { password: supplied.basicUsers.get(entry.name) } : {}),
+        ...rotationOf(entry.name),
       })),
       rateLimit: rateLimit!,
       maxBodySize: get("maxBodySize"),

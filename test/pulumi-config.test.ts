@@ -54,7 +54,7 @@ describe("parseStackConfig", () => {
     ],
     [{ rateLimit: "fast" }, '`ollama-gateway:rateLimit` is "fast"; use `<requests per second>/<burst>`, such as `20/40`.'],
     [{ maxBodySize: "lots" }, '`ollama-gateway:maxBodySize` is "lots"; use an nginx size such as `100m`, `512k` or `1g`.'],
-    [{ upstreamReadTimeoutSeconds: "5" }, "`ollama-gateway:upstreamReadTimeoutSeconds` is 5; use a whole number of seconds from 10 to 86400."],
+    [{ upstreamReadTimeoutSeconds: "0" }, "`ollama-gateway:upstreamReadTimeoutSeconds` is 0; use a whole number of seconds from 1 to 86400."],
     [
       { corsAllowedOrigins: '["https://app.example.com/path"]' },
       '`ollama-gateway:corsAllowedOrigins[0]` is "https://app.example.com/path"; use an origin such as https://app.example.com (scheme, host, optional port; no path).',

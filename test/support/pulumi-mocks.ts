@@ -75,18 +75,22 @@ export function fakeRandom(seed: string, length: number, alphabet = "ABCDEFGHIJK
 
 const pem = (label: string, seed: string) => `-----BEGIN ${label}-----\n${fakeRandom(seed, 64)}\n-----END ${label}-----\n`;
 
+/** Keepers as part of a seed; "" without keepers. */
+const keeperSeed = (inputs: Record<string, any>) => (inputs.keepers ? `/${JSON.stringify(unwrap(inputs.keepers))}` : "");
+
 /** What each provider computes, per resource type. */
 function computed(type: string, name: string, inputs: Record<string, any>): Record<string, unknown> {
   switch (type) {
     case "random:index/randomPassword:RandomPassword":
-      return { result: secret(fakeRandom(`password/${name}`, inputs.length)) };
+      // Keepers in the seed: like the provider, a replaced password (new keepers) gets a new value.
+      return { result: secret(fakeRandom(`password/${name}${keeperSeed(inputs)}`, inputs.length)) };
     case "random:index/randomString:RandomString": {
       const alphabet =
         (inputs.lower === false ? "" : "abcdefghijklmnopqrstuvwxyz") +
         (inputs.upper === false ? "" : "ABCDEFGHIJKLMNOPQRSTUVWXYZ") +
         (inputs.numeric === false ? "" : "0123456789") +
         (inputs.special === false ? "" : (inputs.overrideSpecial ?? "!@#$%&*()-_=+[]{}<>:?"));
-      return { result: fakeRandom(`string/${name}`, inputs.length, alphabet) };
+      return { result: fakeRandom(`string/${name}${keeperSeed(inputs)}`, inputs.length, alphabet) };
     }
     case "tls:index/privateKey:PrivateKey":
       return { privateKeyPem: secret(pem("PRIVATE KEY", `key/${name}`)), publicKeyPem: pem("PUBLIC KEY", `pub/${name}`) };

@@ -1,0 +1,304 @@
+/**
+ * Rotation under mocks: the schedule is pure (config + date), a rotation replaces exactly the
+ * older slot of the rotated credential and the credential writer, never a long-running
+ * container, and the credential files carry the previous secret until its notAfter.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { bcryptVerify, sha256Hex, toUnixSeconds } from "../bundle/credentials";
+import { DAY_MS, HOUR_MS, ROTATION_NOW_VARIABLE, rotationState } from "../config/rotation";
+import { parseStackConfig } from "../config/stackConfig";
+import {
+  devStackConfig,
+  installMocks,
+  outputIsSecret,
+  recorded,
+  resetRecorded,
+  setStackConfig,
+  settle,
+  TYPES,
+  unwrap,
+  valueOf,
+  type RecordedResource,
+} from "./support/pulumi-mocks";
+
+installMocks();
+
+type Program = typeof import("../index");
+interface Evaluation {
+  program: Program;
+  resources: RecordedResource[];
+  /** URN -> inputs as JSON, secrets unwrapped. */
+  inputs: Map<string, string>;
+  files: Record<string, string>;
+  apiKeys: Record<string, string>;
+  basicAuth: Record<string, string>;
+}
+
+async function evaluate(config: Record<string, unknown>, now: string): Promise<Evaluation> {
+  resetRecorded();
+  setStackConfig(config);
+  process.env[ROTATION_NOW_VARIABLE] = now;
+  vi.resetModules();
+  const program = await import("../index.js");
+  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
+  await settle();
+  const resources = [...recorded];
+  const writer = resources.find((r) => r.name === "gateway-proxy-credentials-writer")!;
+  const files = Object.fromEntries(
+    (unwrap(writer.inputs.uploads) as { file: string; content: string }[]).map((u) => [u.file.replace("/staging/", ""), u.content]),
+  );
+  return {
+    program,
+    resources,
+    inputs: new Map(resources.map((r) => [r.urn, JSON.stringify(unwrap(r.inputs))])),
+    files,
+    apiKeys: await valueOf(program.apiKeys),
+    basicAuth: await valueOf(program.basicAuth),
+  };
+}
+afterAll(() => {
+  delete process.env[ROTATION_NOW_VARIABLE];
+});
+
+/** Names of the resources whose inputs differ between two evaluations (or that exist in one only). */
+function changed(before: Evaluation, after: Evaluation): string[] {
+  const urns = new Set([...before.inputs.keys(), ...after.inputs.keys()]);
+  return [...urns]
+    .filter((urn) => before.inputs.get(urn) !== after.inputs.get(urn))
+    .map((urn) => urn.slice(urn.lastIndexOf("::") + 2))
+    .sort();
+}
+
+const iso = (ms: number) => new Date(ms).toISOString().replace(".000Z", "Z");
+const PERIOD = 30 * DAY_MS;
+/** Ten days into a 30-day period (periods count from the Unix epoch). */
+const periodStart = Math.floor(Date.parse("2026-11-20T00:00:00Z") / PERIOD) * PERIOD;
+const T0 = periodStart + 10 * DAY_MS;
+const period = Math.floor(T0 / PERIOD);
+
+const config = (generations?: Record<string, { generation: number; at: string }>) => ({
+  ...devStackConfig(),
+  rotation: JSON.stringify(["app:30d:48h", "alice:manual:24h"]),
+  ...(generations ? { rotationGenerations: JSON.stringify(generations) } : {}),
+});
+
+const keyLines = (files: Record<string, string>, name: string) => files["credentials/api-keys"].split("\n").filter((l) => l.startsWith(`${name}\t`));
+const userLines = (files: Record<string, string>, name: string) => files["credentials/htpasswd"].split("\n").filter((l) => l.startsWith(`${name}:`));
+
+describe("rotation under mocks", () => {
+  let base: Evaluation;
+  let rotated: Evaluation;
+
+  it("gives two slot resources per rotating credential and leaves the others as they were", async () => {
+    base = await evaluate(config(), iso(T0));
+    const names = (type: string) => base.resources.filter((r) => r.type === type).map((r) => r.name).sort();
+    expect(names(TYPES.password)).toEqual([
+      "gateway-credentials-key-app-a",
+      "gateway-credentials-key-app-b",
+      "gateway-credentials-key-ops-current",
+      "gateway-credentials-password-alice-a",
+      "gateway-credentials-password-alice-b",
+    ]);
+    expect(names(TYPES.string)).toEqual(["gateway-credentials-salt-alice-a", "gateway-credentials-salt-alice-b"]);
+    const app = (slot: string) => base.resources.find((r) => r.name === `gateway-credentials-key-app-${slot}`)!.inputs.keepers;
+    // Generation = periods since the epoch; slot a holds even generations, b odd ones.
+    const slotA = period % 2 === 0 ? period : period - 1;
+    expect(app("a")).toEqual({ name: "app", slot: "a", generation: String(slotA) });
+    expect(app("b")).toEqual({ name: "app", slot: "b", generation: String(slotA === period ? period - 1 : period) });
+    const ops = base.resources.find((r) => r.name === "gateway-credentials-key-ops-current")!;
+    expect(ops.inputs.keepers).toEqual({ name: "ops", slot: "current" });
+    // 10 days into the period, the 48 h overlap is over: only the current key is in the file.
+    expect(keyLines(base.files, "app")).toEqual([`app\tinference\tcurrent\t-\t-\t${sha256Hex(base.apiKeys.app)}`]);
+    expect(userLines(base.files, "alice")).toHaveLength(1);
+  });
+
+  it("reports the schedule in a non-secret `rotation` output", async () => {
+    expect(await outputIsSecret(base.program.rotation)).toBe(false);
+    expect(await valueOf(base.program.rotation)).toEqual({
+      app: {
+        generation: period,
+        currentSlot: period % 2 === 0 ? "a" : "b",
+        rotatedAt: iso(periodStart),
+        previousNotAfter: iso(periodStart + 48 * HOUR_MS),
+        previousValid: false,
+        nextRotation: iso(periodStart + PERIOD),
+      },
+      alice: { generation: 0, currentSlot: "a", rotatedAt: null, previousNotAfter: null, previousValid: false, nextRotation: null },
+    });
+  });
+
+  it("changes nothing when evaluated again with the same config, later in the same period", async () => {
+    const again = await evaluate(config(), iso(T0 + 5 * DAY_MS));
+    expect(changed(base, again)).toEqual([]);
+    expect(again.apiKeys).toEqual(base.apiKeys);
+  });
+
+  it("rotates one key on demand: its older slot and the writer change, no other resource", async () => {
+    rotated = await evaluate(config({ app: { generation: 1, at: iso(T0) } }), iso(T0));
+    const olderSlot = period % 2 === 0 ? "b" : "a";
+    expect(changed(base, rotated)).toEqual([`gateway-credentials-key-app-${olderSlot}`, "gateway-proxy-credentials-writer"]);
+    expect(rotated.apiKeys.app).not.toBe(base.apiKeys.app);
+    expect(rotated.apiKeys.ops).toBe(base.apiKeys.ops);
+    expect(rotated.basicAuth).toEqual(base.basicAuth);
+  });
+
+  it("puts the new key and the previous one (until the end of the overlap) in the credential file", () => {
+    const notAfter = toUnixSeconds(iso(T0 + 48 * HOUR_MS));
+    expect(keyLines(rotated.files, "app")).toEqual([
+      `app\tinference\tcurrent\t-\t-\t${sha256Hex(rotated.apiKeys.app)}`,
+      `app\tinference\tprevious\t${notAfter}\t-\t${sha256Hex(base.apiKeys.app)}`,
+    ]);
+    expect(rotated.files["credentials/api-keys"]).not.toContain(rotated.apiKeys.app);
+    expect(rotated.files["credentials/api-keys"]).not.toContain(base.apiKeys.app);
+    // Everything else in the files is as it was.
+    const others = (files: Record<string, string>) => ({ ...files, "credentials/api-keys": files["credentials/api-keys"].replace(/^app\t.*\n/gm, "").replace(/^# end \d+$/m, "") });
+    expect(others(rotated.files)).toEqual(others(base.files));
+  });
+
+  it("drops the previous key from the files once the overlap is over, and nothing else changes", async () => {
+    const later = await evaluate(config({ app: { generation: 1, at: iso(T0) } }), iso(T0 + 49 * HOUR_MS));
+    expect(changed(rotated, later)).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(later.apiKeys.app).toBe(rotated.apiKeys.app);
+    expect(keyLines(later.files, "app")).toEqual([`app\tinference\tcurrent\t-\t-\t${sha256Hex(rotated.apiKeys.app)}`]);
+  });
+
+  it("rotates by schedule when a period passes: one slot replaced, previous valid for 48 h from the period start", async () => {
+    const nextStart = periodStart + PERIOD;
+    const next = await evaluate(config(), iso(nextStart + HOUR_MS));
+    expect(changed(base, next)).toEqual([`gateway-credentials-key-app-${period % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    expect(keyLines(next.files, "app")).toEqual([
+      `app\tinference\tcurrent\t-\t-\t${sha256Hex(next.apiKeys.app)}`,
+      `app\tinference\tprevious\t${toUnixSeconds(iso(nextStart + 48 * HOUR_MS))}\t-\t${sha256Hex(base.apiKeys.app)}`,
+    ]);
+    // Two rotations in a row move the two slots in turn; the key of two generations ago is gone.
+    const twoLater = await evaluate(config(), iso(nextStart + PERIOD + HOUR_MS));
+    expect(changed(next, twoLater)).toEqual([`gateway-credentials-key-app-${period % 2 === 0 ? "a" : "b"}`, "gateway-proxy-credentials-writer"]);
+    expect(twoLater.files["credentials/api-keys"]).toContain(sha256Hex(next.apiKeys.app));
+    expect(twoLater.files["credentials/api-keys"]).not.toContain(sha256Hex(base.apiKeys.app));
+  });
+
+  it("rotates a Basic user through its slots: password and salt of one slot, previous hash kept", async () => {
+    const user = await evaluate(config({ alice: { generation: 1, at: iso(T0) } }), iso(T0 + HOUR_MS));
+    expect(changed(base, user)).toEqual([
+      "gateway-credentials-password-alice-b",
+      "gateway-credentials-salt-alice-b",
+      "gateway-proxy-credentials-writer",
+    ]);
+    const lines = userLines(user.files, "alice");
+    expect(lines).toHaveLength(2);
+    const [current, previous] = lines.map((l) => l.split(":"));
+    expect(current[2]).toBe("inference current - -");
+    expect(previous[2]).toBe(`inference previous ${toUnixSeconds(iso(T0 + 24 * HOUR_MS))} -`);
+    expect(bcryptVerify(user.basicAuth.alice, current[1])).toBe(true);
+    expect(bcryptVerify(base.basicAuth.alice, previous[1])).toBe(true);
+    expect(user.basicAuth.alice).not.toBe(base.basicAuth.alice);
+    // The previous slot's hash is the very line the proxy had before: its verification cache stays warm.
+    expect(previous[1]).toBe(userLines(base.files, "alice")[0].split(":")[1]);
+  });
+
+  it("never replaces a long-running container or touches their inputs", async () => {
+    const after = await evaluate(config({ app: { generation: 3, at: iso(T0) }, alice: { generation: 2, at: iso(T0) } }), iso(T0));
+    const diff = changed(base, after);
+    const containers = base.resources.filter((r) => r.type === TYPES.container).map((r) => r.name);
+    expect(diff.filter((name) => containers.includes(name))).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(diff.every((name) => name.startsWith("gateway-credentials-") || name === "gateway-proxy-credentials-writer")).toBe(true);
+    // Current secrets stay secret outputs.
+    expect(await outputIsSecret(after.program.apiKeys)).toBe(true);
+    expect(await outputIsSecret(after.program.basicAuth)).toBe(true);
+  });
+});
+
+describe("certificate renewal under mocks", () => {
+  it("a new certificate changes the writer's uploads only", async () => {
+    const provided = (serial: string) => ({
+      ...devStackConfig(),
+      tlsMode: "provided",
+      tlsCertPem: `-----BEGIN CERTIFICATE-----\n${serial}\n-----END CERTIFICATE-----`,
+      tlsKeyPem: `-----BEGIN PRIVATE KEY-----\n${serial}\n-----END PRIVATE KEY-----`,
+    });
+    const first = await evaluate(provided("first"), iso(T0));
+    const renewed = await evaluate(provided("renewed"), iso(T0));
+    expect(changed(first, renewed)).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(renewed.files["credentials/tls.pem"]).toContain("renewed");
+  });
+});
+
+describe("rotation schedule (pure)", () => {
+  const policy = { name: "app", everyMs: PERIOD, overlapMs: 48 * HOUR_MS };
+
+  it("is a function of config and date only", () => {
+    expect(rotationState(policy, undefined, T0)).toEqual(rotationState(policy, undefined, T0 + DAY_MS));
+    expect(rotationState(policy, undefined, T0).generation).toBe(period);
+    expect(rotationState(policy, undefined, periodStart + PERIOD).generation).toBe(period + 1);
+  });
+
+  it("counts the overlap from the later of the period start and the on-demand request", () => {
+    const requested = rotationState(policy, { generation: 2, at: iso(T0) }, T0 + HOUR_MS);
+    expect(requested).toMatchObject({ generation: period + 2, rotatedAt: iso(T0), previousNotAfter: iso(T0 + 48 * HOUR_MS), previousLive: true });
+    const nextPeriod = rotationState(policy, { generation: 2, at: iso(T0) }, periodStart + PERIOD + HOUR_MS);
+    expect(nextPeriod).toMatchObject({ generation: period + 3, rotatedAt: iso(periodStart + PERIOD) });
+  });
+
+  it("has no previous secret for a manual policy that never rotated, or with a zero overlap", () => {
+    expect(rotationState({ name: "x", overlapMs: DAY_MS }, undefined, T0)).toMatchObject({ generation: 0, previousLive: false });
+    expect(rotationState({ name: "x", overlapMs: 0 }, { generation: 1, at: iso(T0) }, T0)).toMatchObject({ generation: 1, previousLive: false });
+  });
+});
+
+describe("rotation config validation", () => {
+  const errorsOf = (raw: Record<string, string>) => {
+    const result = parseStackConfig({ apiKeys: '["app:inference"]', basicUsers: '["alice:read"]', ...raw });
+    if (result.ok) throw new Error("expected problems");
+    return result.errors;
+  };
+
+  it("accepts policies and on-demand generations", () => {
+    const result = parseStackConfig({
+      apiKeys: '["app:inference"]',
+      basicUsers: '["alice:read"]',
+      rotation: '["app:30d:48h", "alice:manual:0"]',
+      rotationGenerations: '{"alice": {"generation": 2, "at": "2026-11-05T10:00:00Z"}}',
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      settings: {
+        apiKeys: [{ name: "app", rotation: { policy: { name: "app", everyMs: PERIOD, overlapMs: 48 * HOUR_MS } } }],
+        basicUsers: [{ name: "alice", rotation: { policy: { everyMs: undefined, overlapMs: 0 }, onDemand: { generation: 2 } } }],
+      },
+    });
+  });
+
+  it("reports every problem at once, each with the field, the value and the fix", () => {
+    expect(
+      errorsOf({
+        rotation: '["app:30d", "ghost:30d:1h", "app:monthly:48h", "alice:1d:2d", "app:1d:1h"]',
+        rotationGenerations: '{"bob": {"generation": 1, "at": "2026-11-05T10:00:00Z"}}',
+      }),
+    ).toEqual([
+      '`ollama-gateway:rotation[0]` is "app:30d"; use `<name>:<every>:<overlap>`, such as `app:30d:48h` (every: `<n>d`, `<n>h` or `manual`; overlap: `<n>h`, `<n>d` or `0`).',
+      '`ollama-gateway:rotation[1]` names "ghost", which is in neither `apiKeys` nor `basicUsers`; add `ghost:<scope>` to one of them or remove the policy.',
+      '`ollama-gateway:rotation[2].every` is "monthly"; use a period such as `30d` or `12h` (1 to 99999), or `manual` for on-demand rotation only.',
+      '`ollama-gateway:rotation[3].overlap` is "2d", not shorter than the period "1d"; use an overlap shorter than the period, so at most two secrets are valid at once.',
+      "`ollama-gateway:rotationGenerations.bob` names no credential with a `rotation` policy; add `bob:manual:24h` (or a period) to `rotation`, or remove \"bob\".",
+    ]);
+  });
+
+  it("refuses a second policy, a supplied secret and malformed generations", () => {
+    expect(
+      errorsOf({
+        rotation: '["app:30d:48h", "app:1d:1h"]',
+        rotationGenerations: '{"app": 3}',
+      }),
+    ).toEqual([
+      '`ollama-gateway:rotation[1]` is a second policy for "app"; give each credential one policy.',
+      '`ollama-gateway:rotationGenerations.app` is 3; use {"generation": <whole number, 0 or more>, "at": "<ISO 8601 time>"}, such as {"generation": 1, "at": "2026-11-05T10:00:00Z"}.',
+    ]);
+    expect(errorsOf({ rotation: '["app:30d:48h"]', suppliedSecrets: JSON.stringify({ apiKeys: { app: "k".repeat(32) } }) })).toEqual([
+      '`ollama-gateway:rotation[0]` names "app", whose secret is given in `suppliedSecrets`; the program can only rotate secrets it generates: remove it from `suppliedSecrets` or remove the policy.',
+    ]);
+    expect(errorsOf({ rotation: '["app:30d:48h"]', rotationGenerations: "app=1" })).toEqual([
+      '`ollama-gateway:rotationGenerations` is "app=1"; use a JSON object such as {"app": {"generation": 1, "at": "2026-11-05T10:00:00Z"}} (`npm run rotate` writes it).',
+    ]);
+  });
+});
