@@ -66,16 +66,23 @@ describe.runIf(nginxTestsEnabled)("traffic through the real nginx", () => {
       ["/api/pull", { model: FAKE_MODEL }],
       ["/v1/chat/completions", { model: FAKE_MODEL, messages: [{ role: "user", content: "hi" }], stream: true }],
     ])("passes %s through unbuffered, line by line, first line as fast as direct", async (route, body) => {
-      const direct = await lineArrivals(fake.url + route, body, {});
-      const proxied = await lineArrivals(gateway.url + route, body, bearer(KEY));
-      expect(proxied.response.status).toBe(200);
+      // Direct and proxied side by side, up to three rounds: on a loaded machine one round can
+      // be unlucky, while a buffering proxy would be ~800 ms late in every round.
+      let direct!: Awaited<ReturnType<typeof lineArrivals>>;
+      let proxied!: Awaited<ReturnType<typeof lineArrivals>>;
+      const gaps: number[] = [];
+      for (let round = 0; round < 3; round++) {
+        direct = await lineArrivals(fake.url + route, body, {});
+        proxied = await lineArrivals(gateway.url + route, body, bearer(KEY));
+        expect(proxied.response.status).toBe(200);
+        gaps.push(Math.abs(proxied.arrivals[0].at - direct.arrivals[0].at));
+        if (gaps[round] < 60) break;
+      }
       expect(proxied.response.headers.get("content-encoding")).toBeNull();
       // Same lines, apart from the times and ids the upstream stamps on each response.
       const comparable = (a: { line: string }) => a.line.replace(/"(created_at|created|id)":("[^"]*"|\d+)/g, "");
       expect(proxied.arrivals.map(comparable)).toEqual(direct.arrivals.map(comparable));
-      const firstGap = proxied.arrivals[0].at - direct.arrivals[0].at;
-      // Buffered, the first line would wait for the whole stream (~800 ms here).
-      expect(Math.abs(firstGap)).toBeLessThan(60);
+      expect(Math.min(...gaps)).toBeLessThan(60);
       // Lines arrive spread out as the upstream writes them, not in one burst at the end.
       const spread = proxied.arrivals[proxied.arrivals.length - 2].at - proxied.arrivals[0].at;
       expect(spread).toBeGreaterThan(250);
