@@ -5,8 +5,8 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
-    // Each integration file starts its own nginx and stand-in Ollama on free ports.
-    fileParallelism: true,
-    maxWorkers: 2,
+    // One file at a time: the data-plane suites run real nginx instances and measure timings
+    // and latencies, which other suites' load (the hostile battery's floods) would distort.
+    fileParallelism: false,
   },
 });
