@@ -22,8 +22,9 @@ import {
   TLS_PEM_FILE,
   toUnixSeconds,
 } from "./credentials";
+import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
 import { luaString, renderRoutesLua } from "./routes";
-import type { Flavor, GatewaySpec } from "./spec";
+import type { Flavor, GatewaySpec, Scope } from "./spec";
 
 export type BundleFiles = Record<string, string>;
 
@@ -84,6 +85,102 @@ function upstreamParts(upstream: string) {
   return { scheme, hostPort };
 }
 
+/** `{ ["claim value"] = "scope", ... }` for config.lua. */
+function scopeValuesLua(values: Record<Scope, string[]>): string {
+  const entries = (Object.entries(values) as [Scope, string[]][]).flatMap(([scope, list]) =>
+    list.map((value) => `[${luaString(value)}] = ${luaString(scope)}`),
+  );
+  return `{ ${entries.join(", ")} }`;
+}
+
+/** The `jwt` and `external_auth` entries of config.lua (issuer, claims; never a key). */
+function enterpriseAuthLua(spec: GatewaySpec): string[] {
+  const lines: string[] = [];
+  if (spec.jwt) {
+    const jwt = spec.jwt;
+    lines.push(
+      "  -- JWT bearer tokens; the keys are in credentials/jwt-keys.",
+      "  jwt = {",
+      `    issuer = ${luaString(jwt.issuer)},`,
+      `    audience = ${luaString(jwt.audience)},`,
+      `    algorithms = { ${jwt.algorithms.map((a) => `${a} = true`).join(", ")} },`,
+      `    scope_claim = ${luaString(jwt.scopeClaim)},`,
+      `    scope_values = ${scopeValuesLua(jwt.scopeValues)},`,
+      `    name_claim = ${luaString(jwt.nameClaim)},`,
+      `    clock_skew = ${jwt.clockSkewSeconds},`,
+      `    max_token_bytes = ${jwt.maxTokenBytes},`,
+      "  },",
+    );
+  }
+  if (spec.externalAuth) {
+    const ext = spec.externalAuth;
+    lines.push(
+      "  -- External authentication service, asked through /_gw/external-auth.",
+      "  external_auth = {",
+      `    mode = ${luaString(ext.mode)},`,
+      `    name_header = ${luaString(ext.nameHeader.toLowerCase())},`,
+      `    scope_header = ${luaString(ext.scopeHeader.toLowerCase())},`,
+      `    scope_values = ${scopeValuesLua(ext.scopeValues)},`,
+      "  },",
+    );
+  }
+  return lines;
+}
+
+/** nginx `allow`/`deny` rules: deny entries first, then allow entries, then `deny all` if any allow. */
+export function renderNetworkRules(network: GatewaySpec["network"]): string {
+  if (network.allow.length === 0 && network.deny.length === 0)
+    return "# No client address restrictions (spec `network`).";
+  return [
+    "# Client addresses (spec `network`), checked before any credential; refused: 403 JSON.",
+    ...network.deny.map((c) => `deny ${c};`),
+    ...network.allow.map((c) => `allow ${c};`),
+    ...(network.allow.length > 0 ? ["deny all;"] : []),
+  ].join("\n");
+}
+
+/** The internal location that asks the external authentication service. */
+function externalAuthLocation(spec: GatewaySpec): string {
+  const ext = spec.externalAuth;
+  if (!ext) return "";
+  const https = ext.url.startsWith("https:");
+  return [
+    "",
+    "# The external authentication service (spec `externalAuth`), asked by gateway/external_auth.lua",
+    "# through a subrequest: no body, the client's own headers (Authorization, X-API-Key, Cookie...),",
+    "# and the original method and URI.",
+    "location = /_gw/external-auth {",
+    "    internal;",
+    `    proxy_pass ${ext.url};`,
+    "    proxy_http_version 1.1;",
+    "    proxy_pass_request_body off;",
+    '    proxy_set_header Content-Length "";',
+    "    proxy_set_header X-Original-Method $request_method;",
+    "    proxy_set_header X-Original-URI $request_uri;",
+    "    proxy_set_header X-Forwarded-For $remote_addr;",
+    "    proxy_set_header X-Forwarded-Proto $scheme;",
+    "    proxy_set_header X-Forwarded-Host $host;",
+    `    proxy_connect_timeout ${ext.timeoutSeconds}s;`,
+    `    proxy_send_timeout ${ext.timeoutSeconds}s;`,
+    `    proxy_read_timeout ${ext.timeoutSeconds}s;`,
+    "    proxy_buffering on;",
+    "    proxy_buffer_size 16k;",
+    "    proxy_buffers 4 16k;",
+    "    proxy_next_upstream off;",
+    "    proxy_intercept_errors off;",
+    ...(https
+      ? [
+          "    proxy_ssl_server_name on;",
+          "    proxy_ssl_verify on;",
+          "    proxy_ssl_verify_depth 4;",
+          `    proxy_ssl_trusted_certificate ${ext.trustedCaFile};`,
+        ]
+      : []),
+    "}",
+    "",
+  ].join("\n");
+}
+
 /** `gateway/config.lua`: the runtime settings the Lua modules read (no credentials). */
 export function renderConfigLua(spec: GatewaySpec): string {
   const origins = spec.cors.allowedOrigins.map((origin) => `    [${luaString(origin)}] = true,`);
@@ -101,6 +198,7 @@ export function renderConfigLua(spec: GatewaySpec): string {
     "  cors_origins = {",
     ...origins,
     "  },",
+    ...enterpriseAuthLua(spec),
     "}",
     "",
   ].join("\n");
@@ -133,6 +231,8 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     upstreamConnectSeconds: String(spec.timeouts.upstreamConnectSeconds),
     upstreamReadSeconds: String(spec.timeouts.upstreamReadSeconds),
     upstreamSendSeconds: String(spec.timeouts.upstreamSendSeconds),
+    networkRules: renderNetworkRules(spec.network),
+    externalAuthLocation: externalAuthLocation(spec),
   };
   const files: BundleFiles = {
     "conf/nginx.conf": fillTemplate(readSource("nginx.conf.template"), values),
@@ -195,6 +295,7 @@ export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultH
     [API_KEYS_FILE]: renderApiKeysFile(keyRecords),
     [HTPASSWD_FILE]: renderHtpasswdFile(userRecords),
   };
+  if (spec.jwt) files[JWT_KEYS_FILE] = renderJwtKeysFile(jwtKeyRecords(spec.jwt));
   if (spec.tls) {
     // Certificate chain and key in one file, replaced by one rename: a handshake can never
     // see a new certificate with an old key.

@@ -4,7 +4,9 @@
  * The CLI (`npm run render`) reads it from JSON; the Pulumi components build it from stack
  * config. Both go through `parseSpec`, so a bad value gets the same message everywhere.
  */
+import net from "node:net";
 import { z } from "zod";
+import { JWT_ALGORITHMS, publicKeyFromJwk, publicKeyFromPem, secretBytes } from "./jwt";
 
 export const SCOPES = ["read", "inference", "admin"] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -94,6 +96,125 @@ const seconds = (min: number, max: number) =>
     error: `use a whole number of seconds from ${min} to ${max}`,
   });
 
+/** Claim values (JWT) or header values (external auth) that grant each gateway scope. */
+const scopeValue = z.string().regex(/^[\x21-\x7e]{1,256}$/, { error: "use 1-256 printable ASCII characters without spaces or commas" })
+  .refine((v) => !v.includes(","), { error: "use 1-256 printable ASCII characters without spaces or commas" });
+const scopeValues = z
+  .strictObject({
+    read: z.array(scopeValue).default([]),
+    inference: z.array(scopeValue).default([]),
+    admin: z.array(scopeValue).default([]),
+  })
+  .default({ read: ["read"], inference: ["inference"], admin: ["admin"] });
+/** A JWT `kid`: printable ASCII, no spaces (it is a field of the tab-separated key file). */
+const kid = z.string().regex(/^[\x21-\x7e]{1,128}$/, { error: "use 1-128 printable ASCII characters without spaces" });
+const claimName = z.string().regex(/^[\x21-\x7e]{1,256}$/, { error: "use a claim name of 1-256 printable ASCII characters" });
+/** An HTTP header name (RFC 9110 token). */
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/, { error: "use an HTTP header name such as X-Auth-Request-User" });
+
+const hs256Secret = z
+  .strictObject({
+    kid: kid.optional(),
+    /** The secret as text (its UTF-8 bytes are the key). */
+    secret: z.string().min(32, { error: "use at least 32 characters (RFC 7518: the key must be as long as the hash)" }).optional(),
+    /** Or its bytes in base64. */
+    secretBase64: z.base64({ error: "use standard base64" }).optional(),
+  })
+  .superRefine(exactlyOneOf("secret", "secretBase64"))
+  .superRefine((entry, ctx) => {
+    if (entry.secretBase64 !== undefined && secretBytes(entry).length < 32)
+      ctx.addIssue({ code: "custom", path: ["secretBase64"], input: undefined, message: "decodes to fewer than 32 bytes; use at least 32" });
+  });
+
+/** A PEM public key; checked on its own, so its problem is reported with every other one. */
+const publicKeyEntry = z.strictObject({ kid: kid.optional(), pem: z.string().min(1) }).superRefine((entry, ctx) => {
+  const record = publicKeyFromPem(entry.pem);
+  if (typeof record === "string") ctx.addIssue({ code: "custom", path: ["pem"], input: undefined, message: record });
+});
+const jwkEntry = z.looseObject({ kty: z.string({ error: "use a JWK with `kty` (RSA or EC)" }) }).superRefine((jwk, ctx) => {
+  const record = publicKeyFromJwk(jwk);
+  if (typeof record === "string") ctx.addIssue({ code: "custom", path: [], input: undefined, message: record });
+});
+
+const jwtSection = z.strictObject({
+  /** Required `iss` claim. */
+  issuer: z.string().min(1, { error: "use the issuer your identity provider puts in `iss`" }).max(512),
+  /** Required in `aud` (a string, or an array containing it). */
+  audience: z.string().min(1, { error: "use the audience your identity provider puts in `aud`" }).max(512),
+  /** Algorithms accepted; each needs keys of its kind. `none` is never accepted. */
+  algorithms: z.array(z.enum(JWT_ALGORITHMS, { error: "use `HS256`, `RS256` or `ES256`" })).min(1, { error: "list at least one algorithm" }),
+  hs256Secrets: z.array(hs256Secret).max(64).default([]),
+  /** PEM public keys (SPKI `BEGIN PUBLIC KEY`, or a certificate): RSA >= 2048 bits or P-256. */
+  publicKeys: z.array(publicKeyEntry).max(64).default([]),
+  /** A JWKS document (`{"keys": [...]}`) as the identity provider publishes it. */
+  jwks: z.strictObject({ keys: z.array(jwkEntry).max(64) }).optional(),
+  /** Claim holding the granted scopes: a space-separated string or an array of strings. */
+  scopeClaim: claimName.default("scope"),
+  scopeValues,
+  /** Claim naming the caller in logs and rate limits. */
+  nameClaim: claimName.default("sub"),
+  clockSkewSeconds: z.number().int().min(0, { error: "use a whole number of seconds from 0 to 300" }).max(300, {
+    error: "use a whole number of seconds from 0 to 300",
+  }).default(60),
+  /** Longer Bearer tokens are refused before any parsing. */
+  maxTokenBytes: z.number().int().min(512).max(16384, { error: "use at most 16384 (nginx's header buffers are 16k)" }).default(8192),
+});
+
+const externalAuthSection = z.strictObject({
+  /** The service's check endpoint, such as http://127.0.0.1:4180/oauth2/auth. */
+  url: z.url({ protocol: /^https?$/, error: "use an http(s) URL such as http://127.0.0.1:4180/oauth2/auth" }).refine(
+    (u) => {
+      const url = new URL(u);
+      return url.username === "" && url.password === "" && url.hash === "" && !/[\s;{}'"$]/.test(u);
+    },
+    { error: "use a URL without user info, fragment, spaces, quotes, `;`, `{`, `}` or `$`" },
+  ),
+  /** `fallback`: only credentials the gateway does not recognise go to the service; `exclusive`: all. */
+  mode: z.enum(["fallback", "exclusive"], { error: "use `fallback` or `exclusive`" }).default("fallback"),
+  timeoutSeconds: seconds(1, 60).default(5),
+  nameHeader: headerName.default("X-Auth-Request-User"),
+  scopeHeader: headerName.default("X-Auth-Request-Groups"),
+  scopeValues,
+  /** CA bundle that verifies an https `url` (path on the proxy's host or image). */
+  trustedCaFile: z.string().regex(/^\/[A-Za-z0-9._\/-]+$/, { error: "use an absolute path such as /etc/ssl/certs/ca-certificates.crt" })
+    .default("/etc/ssl/certs/ca-certificates.crt"),
+});
+
+/** `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be zero. */
+export function cidrProblem(value: string): string | undefined {
+  const [address, prefix, extra] = value.split("/");
+  const family = net.isIPv4(address) ? 4 : net.isIPv6(address) ? 6 : 0;
+  if (!family || extra !== undefined) return "use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8";
+  const bits = family === 4 ? 32 : 128;
+  if (prefix === undefined) return undefined;
+  if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > bits) return `use a prefix length from 0 to ${bits}`;
+  const value128 = family === 4 ? ipv4ToBigInt(address) : ipv6ToBigInt(address);
+  const hostMask = (1n << BigInt(bits - Number(prefix))) - 1n;
+  if ((value128 & hostMask) !== 0n) return "has host bits set; use the network address of the block";
+  return undefined;
+}
+function ipv4ToBigInt(address: string): bigint {
+  return address.split(".").reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+}
+function ipv6ToBigInt(address: string): bigint {
+  let text = address;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const n = ipv4ToBigInt(v4[1]);
+    text = `${text.slice(0, -v4[1].length)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
+  }
+  const [head, tail] = text.split("::");
+  const headParts = head ? head.split(":") : [];
+  const tailParts = tail !== undefined && tail !== "" ? tail.split(":") : [];
+  const zeros = tail !== undefined ? 8 - headParts.length - tailParts.length : 0;
+  const parts = [...headParts, ...Array(zeros).fill("0"), ...tailParts];
+  return parts.reduce((acc, part) => (acc << 16n) | BigInt(parseInt(part, 16)), 0n);
+}
+const cidr = z.string().superRefine((value, ctx) => {
+  const problem = cidrProblem(value);
+  if (problem) ctx.addIssue({ code: "custom", input: value, message: problem });
+});
+
 export const gatewaySpecSchema = z
   .strictObject({
     /** Base URL of Ollama as the proxy reaches it. Default `http://127.0.0.1:11434`. */
@@ -153,6 +274,14 @@ export const gatewaySpecSchema = z
     errorLog: z.string().min(1).default("logs/error.log"),
     /** Threads that run bcrypt off the event loop, per worker. */
     bcryptThreads: z.number().int().min(1).max(64).default(2),
+    /** JWT bearer tokens verified in the proxy (docs/enterprise-auth.md). */
+    jwt: jwtSection.optional(),
+    /** An external service that decides requests the gateway does not recognise (or all of them). */
+    externalAuth: externalAuthSection.optional(),
+    /** Client addresses: `deny` first, then `allow`; with any `allow`, everything else is refused (403). */
+    network: z
+      .strictObject({ allow: z.array(cidr).max(1000).default([]), deny: z.array(cidr).max(1000).default([]) })
+      .default({ allow: [], deny: [] }),
   })
   .superRefine((spec, ctx) => {
     const seen = new Map<string, string>();
@@ -185,6 +314,9 @@ export const gatewaySpecSchema = z
         input: undefined,
         message: "must be set (certPem and keyPem) when `listen.https` is set",
       });
+    if (spec.jwt) checkJwt(spec.jwt, ctx);
+    if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
+    if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
     if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
       ctx.addIssue({
         code: "custom",
@@ -194,6 +326,52 @@ export const gatewaySpecSchema = z
       });
   });
 
+type JwtSection = z.output<typeof jwtSection>;
+
+/** Keys parse, match the algorithms listed, and have unique kids. */
+function checkJwt(jwt: JwtSection, ctx: z.RefinementCtx) {
+  const kinds = new Map<string, number>();
+  const kids = new Map<string, string>();
+  const note = (alg: string, kid: string | undefined, field: (string | number)[]) => {
+    kinds.set(alg, (kinds.get(alg) ?? 0) + 1);
+    if (kid === undefined) return;
+    const path = ["jwt", ...field, "kid"];
+    const other = kids.get(kid);
+    if (other) ctx.addIssue({ code: "custom", path, input: kid, message: `is already the kid of \`${other}\`; give every key its own kid` });
+    else kids.set(kid, formatPath(path));
+  };
+  jwt.hs256Secrets.forEach((s, i) => note("HS256", s.kid, ["hs256Secrets", i]));
+  // Keys that do not parse were reported by their own schema (and then this check does not run).
+  jwt.publicKeys.forEach((entry, i) => {
+    const record = publicKeyFromPem(entry.pem, entry.kid);
+    if (typeof record !== "string") note(record.alg, entry.kid, ["publicKeys", i]);
+  });
+  jwt.jwks?.keys.forEach((jwk, i) => {
+    const record = publicKeyFromJwk(jwk);
+    if (record && typeof record !== "string") note(record.alg, record.kid, ["jwks", "keys", i]);
+  });
+  for (const alg of JWT_ALGORITHMS) {
+    const listed = jwt.algorithms.includes(alg);
+    const count = kinds.get(alg) ?? 0;
+    if (listed && count === 0)
+      ctx.addIssue({ code: "custom", path: ["jwt", "algorithms"], input: alg, message: `has no key: add ${alg === "HS256" ? "`hs256Secrets`" : `${alg === "RS256" ? "an RSA" : "a P-256"} key to \`publicKeys\` or \`jwks\``}, or remove it` });
+    if (!listed && count > 0)
+      ctx.addIssue({ code: "custom", path: ["jwt", "algorithms"], input: alg, message: `is not listed but ${count} key(s) are for it; add it or remove those keys` });
+  }
+}
+
+/** A value may grant only one scope. */
+function checkScopeValues(values: Record<Scope, string[]>, path: string[], ctx: z.RefinementCtx) {
+  const seen = new Map<string, Scope>();
+  for (const scope of SCOPES) {
+    values[scope].forEach((value, i) => {
+      const other = seen.get(value);
+      if (other) ctx.addIssue({ code: "custom", path: [...path, scope, i], input: value, message: `already grants \`${other}\`; list each value under one scope` });
+      else seen.set(value, scope);
+    });
+  }
+}
+
 /** A spec as written by people (defaults optional). */
 export type GatewaySpecInput = z.input<typeof gatewaySpecSchema>;
 /** A validated spec with every default filled in. */
@@ -202,7 +380,7 @@ export type ApiKeyEntry = GatewaySpec["apiKeys"][number];
 export type BasicUserEntry = GatewaySpec["basicUsers"][number];
 
 /** Fields whose values are secret: their values never appear in an error message. */
-const SECRET_FIELDS = new Set(["key", "password", "passwordHash", "keyPem", "certPem"]);
+const SECRET_FIELDS = new Set(["key", "password", "passwordHash", "keyPem", "certPem", "secret", "secretBase64"]);
 
 export type ParseResult = { ok: true; spec: GatewaySpec } | { ok: false; errors: string[] };
 

@@ -6,6 +6,8 @@ local store = require "gateway.store"
 local crypto = require "gateway.crypto"
 local errors = require "gateway.errors"
 local ratelimit = require "gateway.ratelimit"
+local jwt = require "gateway.jwt"
+local external_auth = require "gateway.external_auth"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -93,6 +95,12 @@ local function check_basic(encoded)
   if not name or name == "" or password == "" then
     return unauthorized("malformed Basic credentials")
   end
+  -- crypt_r reads the password as a C string and bcrypt uses only its first 72 bytes: refuse
+  -- what it would silently cut (otherwise "password\0anything" would match "password").
+  if #password > 72 or password:find("\0", 1, true) then
+    note_failure(ngx_var.binary_remote_addr)
+    return unauthorized("invalid user name or password")
+  end
   if store.users_status ~= "ok" then
     return errors.exit(503, "Basic users are unavailable: the gateway's credential store could not be read")
   end
@@ -141,6 +149,11 @@ local function authenticate(headers)
   if authorization and api_key then
     return errors.exit(400, "send either Authorization or X-API-Key, not both")
   end
+  -- spec `externalAuth`: credentials the gateway does not recognise go to the external service.
+  if external_auth.wants(authorization, api_key) then
+    ngx_var.gw_auth = "external"
+    return external_auth.authenticate()
+  end
   if api_key then
     ngx_var.gw_auth = "x-api-key"
     return check_api_key(api_key, "X-API-Key")
@@ -158,6 +171,12 @@ local function authenticate(headers)
   scheme = scheme:lower()
   ngx_var.gw_auth = scheme:sub(1, 16)
   if scheme == "bearer" then
+    -- spec `jwt`: a token shaped like a JWT that is not a known API key is verified as a JWT.
+    if jwt.looks_like_jwt(credentials) and (store.api_keys_status ~= "ok"
+        or not store.api_keys[crypto.sha256_hex(credentials)]) then
+      ngx_var.gw_auth = "jwt"
+      return jwt.authenticate(credentials)
+    end
     return check_api_key(credentials, "Bearer token")
   elseif scheme == "basic" then
     return check_basic(credentials)
@@ -209,7 +228,16 @@ end
 function _M.handle()
   local method = ngx.req.get_method()
   local raw_path = ngx_var.request_uri:match("^[^?]*")
+  -- $request_uri has no scheme and host even for an absolute-form target (GET http://h/p):
+  -- look at the request line itself.
   local path_problem = check_path(raw_path)
+  if not path_problem and not ngx_var.request:find("^%S+ +/") then
+    path_problem = "the request target must be a path starting with / (absolute-form targets are refused)"
+  end
+  -- nginx passes raw non-ASCII bytes in the query string on; parsers behind it disagree about them.
+  if not path_problem and ngx_var.request_uri:find("[\128-\255]") then
+    path_problem = "the query string contains raw non-ASCII bytes (percent-encode them)"
+  end
   if path_problem then
     ngx_var.gw_path = "(refused) " .. raw_path:sub(1, 200)
     return errors.exit(400, path_problem)
@@ -219,6 +247,14 @@ function _M.handle()
   local headers, headers_err = ngx.req.get_headers(100)
   if headers_err == "truncated" then
     return errors.exit(400, "too many request headers")
+  end
+  -- nginx refuses NUL, CR and LF in header values but passes other control bytes on;
+  -- parsers behind it disagree about them, so none is forwarded.
+  for _, value in pairs(headers) do
+    if type(value) == "table" then value = table.concat(value, " ") end
+    if value:find("[%z\1-\8\10-\31\127]") then
+      return errors.exit(400, "a request header contains control bytes")
+    end
   end
 
   handle_cors(headers, method)
@@ -238,7 +274,7 @@ function _M.handle()
     return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')")
   end
 
-  local retry_after = ratelimit.take((record.hash and "user:" or "key:") .. record.name, record.rate or config.rate)
+  local retry_after = ratelimit.take(record.rate_key or ((record.hash and "user:" or "key:") .. record.name), record.rate or config.rate)
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end

@@ -43,7 +43,9 @@ local MESSAGES = {
 --- Content of the error_page location: turns nginx's own error pages into JSON.
 function _M.from_status()
   local status = ngx.status
-  if status == 494 then status = 400 end
+  -- 501 (unknown Transfer-Encoding) and 505 (HTTP version) are nginx refusing a malformed
+  -- request: a client error, not a failure of the gateway.
+  if status == 494 or status == 501 or status == 505 then status = 400 end
   if not MESSAGES[status] then status = 500 end
   ngx.status = status
   ngx.header["Content-Type"] = "application/json; charset=utf-8"

@@ -12,7 +12,7 @@ function _M.handle()
   end
   local probe = ngx.location.capture("/_gw/upstream-version")
   local upstream_ok = probe.status == 200
-  local credentials_ok = store.api_keys_status == "ok" and store.users_status == "ok"
+  local credentials_ok = store.all_ok()
   local healthy = upstream_ok and credentials_ok
   ngx.status = healthy and 200 or 503
   ngx.header["Content-Type"] = "application/json; charset=utf-8"

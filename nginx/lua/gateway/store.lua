@@ -136,6 +136,21 @@ local STORES = {
   { file = "credentials/api-keys", field = "api_keys", parse = parse_api_keys },
   { file = "credentials/htpasswd", field = "users", parse = parse_htpasswd },
 }
+-- JWT verification keys, only when the spec has `jwt` (gateway/jwt_keys.lua).
+_M.jwt_keys = { by_kid = {}, by_alg = {} }
+_M.jwt_keys_status = "not loaded"
+if require("gateway.config").jwt then
+  STORES[#STORES + 1] = { file = "credentials/jwt-keys", field = "jwt_keys", empty = { by_kid = {}, by_alg = {} },
+    parse = function(content) return require("gateway.jwt_keys").parse(content, data_lines) end }
+end
+
+--- Whether every credential file in use is loaded (for /healthz).
+function _M.all_ok()
+  for _, store in ipairs(STORES) do
+    if _M[store.field .. "_status"] ~= "ok" then return false end
+  end
+  return true
+end
 local signatures = {}
 
 local function set_status(store, status, count)
@@ -158,7 +173,7 @@ local function refresh(store)
     return
   end
   signatures[store.file] = signature
-  _M[store.field] = {}
+  _M[store.field] = store.empty or {}
   if not signature then
     return set_status(store, "is missing")
   end
@@ -177,7 +192,11 @@ local function refresh(store)
     return set_status(store, "is invalid: " .. err)
   end
   local count = 0
-  for _ in pairs(parsed) do count = count + 1 end
+  if store.empty then
+    count = parsed.count
+  else
+    for _ in pairs(parsed) do count = count + 1 end
+  end
   _M[store.field] = parsed
   set_status(store, "ok", count)
 end
@@ -186,7 +205,7 @@ function _M.refresh_all()
   for _, store in ipairs(STORES) do
     local ok, err = pcall(refresh, store)
     if not ok then
-      _M[store.field] = {}
+      _M[store.field] = store.empty or {}
       signatures[store.file] = nil
       set_status(store, "could not be loaded: " .. tostring(err))
     end
