@@ -2,7 +2,9 @@
  * TLS through the real nginx, with a CA and server certificate made by openssl in the test:
  * TLS 1.2/1.3 only, modern ciphers, HTTP redirected (health excepted), HSTS.
  */
+import { rmSync } from "node:fs";
 import https from "node:https";
+import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { makeCertificates } from "./support/certs";
@@ -44,7 +46,11 @@ describe.runIf(nginxTestsEnabled)("TLS through the real nginx", () => {
     fake = await startFakeOllama();
     gateway = await startGateway({
       upstreamUrl: fake.url,
-      spec: { apiKeys: [{ name: "tls", key: KEY, scope: "read" }], tls: { certPem: certs.certPem, keyPem: certs.keyPem } },
+      spec: {
+        apiKeys: [{ name: "tls", key: KEY, scope: "read" }],
+        tls: { certPem: certs.certPem, keyPem: certs.keyPem },
+        rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
+      },
     });
   });
   afterAll(async () => {
@@ -70,6 +76,55 @@ describe.runIf(nginxTestsEnabled)("TLS through the real nginx", () => {
     // A static-RSA/CBC cipher and TLS 1.1 are refused by the server.
     await expect(handshake(port, { ca: certs.caPem, maxVersion: "TLSv1.2", ciphers: "AES128-SHA:AES256-SHA" })).rejects.toThrow();
     await expect(handshake(port, { ca: certs.caPem, minVersion: "TLSv1", maxVersion: "TLSv1.1", ciphers: "DEFAULT:@SECLEVEL=0" })).rejects.toThrow();
+  });
+
+  it("survives repeated certificate swaps under concurrent handshakes with zero failures", async () => {
+    const other = makeCertificates("second");
+    const ca = [certs.caPem, other.caPem];
+    const spec = { apiKeys: [{ name: "tls", key: KEY, scope: "read" as const }] };
+    let running = true;
+    const failures: string[] = [];
+    let ok = 0;
+    const loops = Array.from({ length: 6 }, async () => {
+      while (running) {
+        try {
+          // A fresh connection each time: every request is a full handshake.
+          const response = await new Promise<number>((resolve, reject) => {
+            const req = https.get(`${gateway.httpsUrl}/api/version`, { ca, agent: false, headers: { Authorization: `Bearer ${KEY}` } }, (res) => {
+              res.resume();
+              res.on("end", () => resolve(res.statusCode!));
+            });
+            req.once("error", reject);
+          });
+          if (response === 200) ok++;
+          else failures.push(String(response));
+        } catch (error) {
+          failures.push(String(error));
+        }
+      }
+    });
+    for (let swap = 0; swap < 12; swap++) {
+      const next = swap % 2 === 0 ? other : certs;
+      gateway.updateCredentials({ ...spec, tls: { certPem: next.certPem, keyPem: next.keyPem } });
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    running = false;
+    await Promise.all(loops);
+    gateway.updateCredentials({ ...spec, tls: { certPem: certs.certPem, keyPem: certs.keyPem } });
+    console.info(`[measure] 12 certificate swaps: ${ok} handshakes served, ${failures.length} failed`);
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(50);
+  });
+
+  it("fails handshakes closed while the certificate file is missing, and recovers", async () => {
+    const port = Number(new URL(gateway.httpsUrl!).port);
+    rmSync(path.join(gateway.dir, "credentials", "tls.pem"));
+    await new Promise((r) => setTimeout(r, 1200));
+    await expect(handshake(port, { ca: certs.caPem })).rejects.toThrow();
+    expect(gateway.errorLog()).toMatch(/TLS file credentials\/tls.pem is missing/);
+    gateway.updateCredentials({ apiKeys: [{ name: "tls", key: KEY, scope: "read" }], tls: { certPem: certs.certPem, keyPem: certs.keyPem } });
+    await new Promise((r) => setTimeout(r, 1200));
+    expect((await handshake(port, { ca: certs.caPem })).protocol).toMatch(/TLSv1\.[23]/);
   });
 
   it("redirects plain HTTP to HTTPS, except the health endpoint", async () => {

@@ -221,6 +221,7 @@ function _M.start()
   end
 end
 
+_M.file_signature = file_signature
 _M._parse_api_keys = parse_api_keys
 _M._parse_htpasswd = parse_htpasswd
 
