@@ -71,6 +71,13 @@ const gateway = new OllamaGateway("gateway", {
   },
   proxyImage: s.proxyImage,
   internalNetwork: s.internalNetwork,
+  ...(s.jwt
+    ? {
+        jwt: (({ hs256Secret, ...jwt }) => ({ ...jwt, ...(hs256Secret !== undefined ? { hs256Secret: pulumi.secret(hs256Secret) } : {}) }))(s.jwt),
+      }
+    : {}),
+  ...(s.externalAuth ? { externalAuth: s.externalAuth } : {}),
+  network: s.network,
 });
 
 export const endpoint = gateway.endpoint;
@@ -80,6 +87,10 @@ export const apiKeys = gateway.apiKeys;
 export const basicAuth = gateway.basicAuth;
 export const caCertPem = gateway.caCertPem;
 export const curlExample = gateway.curlExample;
+/** The HS256 secret JWT issuers sign with (its UTF-8 bytes are the key); secret; absent unless `jwtAlgorithms` lists HS256. */
+export const jwtHs256Secret = gateway.jwtHs256Secret;
+/** What JWT issuers must put in tokens: issuer, audience, algorithms, scope and name claims. Not secret; absent with JWT off. */
+export const jwtSettings = gateway.jwtSettings;
 /** Per rotating credential: generation, current slot, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
 export const rotation = pulumi.output(
   Object.fromEntries(

@@ -274,7 +274,7 @@ export const gatewaySpecSchema = z
     errorLog: z.string().min(1).default("logs/error.log"),
     /** Threads that run bcrypt off the event loop, per worker. */
     bcryptThreads: z.number().int().min(1).max(64).default(2),
-    /** JWT bearer tokens verified in the proxy (docs/enterprise-auth.md). */
+    /** JWT bearer tokens verified in the proxy (README, "Enterprise authentication"). */
     jwt: jwtSection.optional(),
     /** An external service that decides requests the gateway does not recognise (or all of them). */
     externalAuth: externalAuthSection.optional(),

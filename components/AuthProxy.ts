@@ -1,7 +1,8 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { renderConfigFiles, renderCredentialFiles } from "../bundle/render";
-import { type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
+import net from "node:net";
+import { cidrProblem, type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
@@ -11,13 +12,38 @@ export const CREDENTIALS_DIR = `${PROXY_PREFIX}/credentials`;
 /** Where the writer finds its uploads before it moves them into the volume. */
 const STAGING_DIR = "/staging";
 
+/** The spec's `jwt` section without HS256 secrets: those are credentials (`SpecCredentials.jwtHs256Secrets`). */
+export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secrets">;
+
 /** Proxy settings the caller chooses; the component sets upstream, listen, logs and credentials. */
-export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog">;
+export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt"> & {
+  /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
+  jwt?: JwtSettings;
+};
+
+/** Where the container's own healthcheck connects from. */
+const HEALTHCHECK_SOURCE = "127.0.0.1";
+
+/** Whether a `network.deny` entry refuses the container's own healthcheck (127.0.0.1). */
+export function coversProxyLoopback(block: string): boolean {
+  if (cidrProblem(block) !== undefined) return false;
+  const [address, prefix] = block.split("/");
+  if (!net.isIPv4(address)) return false;
+  const bits = prefix === undefined ? 32 : Number(prefix);
+  const toInt = (a: string) => a.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
+  const size = 2 ** (32 - bits);
+  return Math.floor(toInt(address) / size) === Math.floor(toInt(HEALTHCHECK_SOURCE) / size);
+}
 
 export interface AuthProxyArgs {
-  /** Rate limit, timeouts, body size, CORS, server name... Default: the gateway spec's defaults. */
+  /**
+   * Rate limit, timeouts, body size, CORS, server name, `jwt`, `externalAuth`, `network`...
+   * Default: the gateway spec's defaults. With `network.allow` set, `127.0.0.1` is added to it
+   * (the container's healthcheck); a `network.deny` entry that covers it is refused.
+   * `jwt.algorithms` with `HS256` needs `credentials.jwtHs256Secrets`.
+   */
   settings?: ProxySettings;
-  /** Key digests and bcrypt hashes (secret), as `Credentials.specCredentials` gives them. */
+  /** Key digests, bcrypt hashes and HS256 secrets (secret), as `Credentials.specCredentials` gives them. */
   credentials: pulumi.Input<SpecCredentials>;
   /** Certificate chain and key; without them the proxy serves plain HTTP only. */
   tls?: { certPem: pulumi.Input<string>; keyPem: pulumi.Input<string> };
@@ -41,11 +67,21 @@ const DEFAULTS = { settings: {} as ProxySettings, bindAddress: "127.0.0.1", http
 
 /** A syntactically valid stand-in: config files depend on whether TLS is on, never on its material. */
 const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", keyPem: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----" };
+/** Likewise for HS256: config files name the algorithms, never a key. */
+const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
 
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
 export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number }): GatewaySpecInput {
+  const { jwt, network, ...rest } = settings;
+  const allow = network?.allow ?? [];
   return {
-    ...settings,
+    ...rest,
+    ...(jwt ? { jwt: { ...jwt, hs256Secrets: jwt.algorithms.includes("HS256") ? [HS256_PLACEHOLDER] : [] } } : {}),
+    // With an allow list, the container's own healthcheck (from 127.0.0.1) must still get through.
+    network: {
+      deny: network?.deny ?? [],
+      allow: allow.length > 0 && !allow.includes(HEALTHCHECK_SOURCE) ? [...allow, HEALTHCHECK_SOURCE] : allow,
+    },
     upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}`,
     // Inside the container; the host side is the published port's bind address. Same port
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
@@ -88,6 +124,12 @@ export class AuthProxy extends pulumi.ComponentResource {
     const a = { ...DEFAULTS, ...args };
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
+    const loopbackDenied = (a.settings.network?.deny ?? []).filter(coversProxyLoopback);
+    if (loopbackDenied.length > 0)
+      throw new pulumi.ResourceError(
+        `\`network.deny\` has ${loopbackDenied.map((b) => `\`${b}\``).join(", ")}, which covers 127.0.0.1, where the container's healthcheck comes from; remove it.`,
+        this,
+      );
     let spec: GatewaySpec;
     try {
       spec = validateSpec(proxySpecInput(a.settings, { http: a.httpPort, https: httpsPort }));
@@ -100,14 +142,21 @@ export class AuthProxy extends pulumi.ComponentResource {
     // Secret end to end: digests, hashes and the TLS key only ever travel as secret Outputs.
     const tlsInput = args.tls ? pulumi.all([args.tls.certPem, args.tls.keyPem]) : pulumi.output(undefined);
     const credentialFiles = pulumi.secret(
-      pulumi.all([args.credentials, tlsInput]).apply(([credentials, tls]) =>
-        renderCredentialFiles({
+      pulumi.all([args.credentials, tlsInput]).apply(([credentials, tls]) => {
+        const hs256Secrets = credentials.jwtHs256Secrets ?? [];
+        // The spec was validated with a stand-in secret; hold the real ones to the same rules.
+        if (spec.jwt && spec.jwt.algorithms.includes("HS256") !== hs256Secrets.length > 0)
+          throw new pulumi.ResourceError("`jwt.algorithms` and `credentials.jwtHs256Secrets` disagree; give HS256 secrets exactly when `HS256` is listed.", this);
+        if (hs256Secrets.some((s) => Buffer.byteLength(s.secret, "utf8") < 32))
+          throw new pulumi.ResourceError("`credentials.jwtHs256Secrets` has a secret shorter than 32 bytes (not shown); use at least 32.", this);
+        return renderCredentialFiles({
           ...spec,
           apiKeys: credentials.apiKeys,
           basicUsers: credentials.basicUsers,
+          ...(spec.jwt ? { jwt: { ...spec.jwt, hs256Secrets } } : {}),
           tls: tls ? { certPem: tls[0], keyPem: tls[1] } : undefined,
-        }),
-      ),
+        });
+      }),
     );
 
     const image = new docker.RemoteImage(`${name}-image`, { name: a.image, keepLocally: true }, { parent: this });

@@ -40,12 +40,20 @@ export interface CredentialsArgs {
   basicUsers?: BasicUserArgs[];
   /** bcrypt cost for Basic passwords. Default 10 (the proxy caches verified passwords). */
   bcryptCost?: number;
+  /**
+   * The HS256 secret JWT issuers sign with; give it only when `jwt.algorithms` lists `HS256`.
+   * `secret` (at least 32 characters) default: generated, 64 letters and digits, stable across
+   * runs. Default: none (no HS256).
+   */
+  jwtHs256?: { secret?: pulumi.Input<string>; kid?: string };
 }
 
 /** Entries in the gateway spec's shape: only digests and hashes reach the proxy. */
 export interface SpecCredentials {
   apiKeys: { name: string; keySha256: string; scope: Scope; previous?: { keySha256: string; notAfter: string } }[];
   basicUsers: { name: string; passwordHash: string; scope: Scope; previous?: { passwordHash: string; notAfter: string } }[];
+  /** HS256 secrets for the spec's `jwt.hs256Secrets`; only `credentials/jwt-keys` carries them. */
+  jwtHs256Secrets?: { kid?: string; secret: string }[];
 }
 
 type SlotName = "a" | "b";
@@ -73,6 +81,8 @@ export class Credentials extends pulumi.ComponentResource {
   public readonly basicPasswords: pulumi.Output<Record<string, string>>;
   /** Digests and bcrypt hashes in the gateway spec's entry shape; secret. */
   public readonly specCredentials: pulumi.Output<SpecCredentials>;
+  /** The HS256 secret for token issuers; secret; undefined without `jwtHs256`. */
+  public readonly jwtHs256Secret: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: CredentialsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:Credentials", name, {}, opts);
@@ -145,6 +155,14 @@ export class Credentials extends pulumi.ComponentResource {
       return { entry, ...bySlot[slots.current as SlotName], previousHash: bySlot[slots.previous as SlotName].passwordHash };
     });
 
+    const jwtHs256 = a.jwtHs256;
+    this.jwtHs256Secret = jwtHs256
+      ? pulumi.secret(
+          jwtHs256.secret ??
+            new random.RandomPassword(`${name}-jwt-hs256`, { length: 64, special: false, keepers: { use: "jwt-hs256" } }, { parent: this }).result,
+        )
+      : pulumi.output(undefined);
+
     this.apiKeys = pulumi.secret(pulumi.all(Object.fromEntries(keys.map(({ entry, key }) => [entry.name, key]))));
     this.basicPasswords = pulumi.secret(pulumi.all(Object.fromEntries(users.map(({ entry, password }) => [entry.name, password]))));
     this.specCredentials = pulumi.secret(
@@ -174,10 +192,20 @@ export class Credentials extends pulumi.ComponentResource {
               }));
             }),
           ),
+          this.jwtHs256Secret,
         ])
-        .apply(([apiKeys, basicUsers]) => ({ apiKeys, basicUsers })),
+        .apply(([apiKeys, basicUsers, hs256]) => ({
+          apiKeys,
+          basicUsers,
+          ...(hs256 !== undefined ? { jwtHs256Secrets: [{ ...(jwtHs256?.kid !== undefined ? { kid: jwtHs256.kid } : {}), secret: hs256 }] } : {}),
+        })),
     );
 
-    this.registerOutputs({ apiKeys: this.apiKeys, basicPasswords: this.basicPasswords, specCredentials: this.specCredentials });
+    this.registerOutputs({
+      apiKeys: this.apiKeys,
+      basicPasswords: this.basicPasswords,
+      specCredentials: this.specCredentials,
+      jwtHs256Secret: this.jwtHs256Secret,
+    });
   }
 }

@@ -1,6 +1,7 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { AuthProxy, type ProxySettings } from "./AuthProxy";
+import type { GatewaySpecInput } from "../bundle/spec";
+import { AuthProxy, type JwtSettings, type ProxySettings } from "./AuthProxy";
 import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
 import { type ApiKeyArgs, type BasicUserArgs, Credentials } from "./Credentials";
 import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
@@ -10,6 +11,28 @@ export type GatewayTlsArgs =
   /** A private CA and a server certificate for `hostname`, `dnsNames` and `ipAddresses`. */
   | { mode: "selfSigned"; validityPeriodHours?: number; earlyRenewalHours?: number }
   | ProvidedCertificatesArgs;
+
+/** JWT bearer tokens, as the spec's `jwt` section, with the HS256 secret as a secret input. */
+export interface GatewayJwtArgs extends JwtSettings {
+  /**
+   * The HS256 secret (at least 32 characters; its UTF-8 bytes are the key). Only with `HS256` in
+   * `algorithms`, refused otherwise. Default with `HS256`: generated, 64 letters and digits,
+   * exported as the secret output `jwtHs256Secret`.
+   */
+  hs256Secret?: pulumi.Input<string>;
+  /** `kid` of the HS256 secret, for tokens that name their key. Default none (every HS256 key is tried). */
+  hs256Kid?: string;
+}
+
+/** What token issuers need to know (non-secret). */
+export interface JwtIssuerSettings {
+  issuer: string;
+  audience: string;
+  algorithms: string[];
+  scopeClaim: string;
+  scopeValues: Record<string, string[]>;
+  nameClaim: string;
+}
 
 export interface OllamaGatewayArgs {
   /** DNS name clients use: endpoint host, certificate name, nginx `server_name`. Default `localhost`. */
@@ -31,7 +54,21 @@ export interface OllamaGatewayArgs {
   /** Default none. */
   basicUsers?: BasicUserArgs[];
   /** Proxy settings (rate limit, timeouts, body size, CORS). Default: the gateway spec's defaults. */
-  proxy?: Omit<ProxySettings, "serverName">;
+  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network">;
+  /** JWT bearer tokens checked in the proxy, next to API keys and Basic users. Default: off. */
+  jwt?: GatewayJwtArgs;
+  /**
+   * An external authentication service (the spec's `externalAuth`: url, mode `fallback` or
+   * `exclusive`, timeoutSeconds, nameHeader, scopeHeader, scopeValues). Its host must resolve
+   * when the proxy starts. Default: off.
+   */
+  externalAuth?: GatewaySpecInput["externalAuth"];
+  /**
+   * Client address lists (CIDR blocks or addresses): `deny` first, then `allow`; with any
+   * `allow`, other addresses get 403. `127.0.0.1` is added to `allow` for the container's own
+   * healthcheck, and a `deny` entry covering it is refused. Default: no restriction.
+   */
+  network?: { allow?: string[]; deny?: string[] };
   /** Ollama settings and models to pull. */
   ollama?: Omit<OllamaServerArgs, "network">;
   /** Pinned proxy image. Default `openresty/openresty:1.27.1.2-alpine`. */
@@ -78,6 +115,10 @@ export class OllamaGateway extends pulumi.ComponentResource {
   public readonly caCertPem: pulumi.Output<string | undefined>;
   /** A ready-to-paste curl command, with a credential in it; secret. */
   public readonly curlExample: pulumi.Output<string>;
+  /** The HS256 secret token issuers sign with; secret; undefined unless `jwt.algorithms` lists `HS256`. */
+  public readonly jwtHs256Secret: pulumi.Output<string | undefined>;
+  /** Issuer, audience, algorithms and claims token issuers must use; undefined without `jwt`. Not secret. */
+  public readonly jwtSettings: pulumi.Output<JwtIssuerSettings | undefined>;
 
   constructor(name: string, args: OllamaGatewayArgs = {}, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:OllamaGateway", name, {}, opts);
@@ -101,12 +142,31 @@ export class OllamaGateway extends pulumi.ComponentResource {
             { parent: this },
           );
 
-    const credentials = new Credentials(`${name}-credentials`, { apiKeys: a.apiKeys, basicUsers: a.basicUsers }, { parent: this });
+    const { hs256Secret, hs256Kid, ...jwt } = a.jwt ?? { hs256Secret: undefined, hs256Kid: undefined };
+    const hs256 = a.jwt?.algorithms.includes("HS256") ?? false;
+    if (!hs256 && (hs256Secret !== undefined || hs256Kid !== undefined))
+      throw new pulumi.ResourceError("`jwt.hs256Secret` or `jwt.hs256Kid` is set but `jwt.algorithms` does not list `HS256`; add it or remove them.", this);
+
+    const credentials = new Credentials(
+      `${name}-credentials`,
+      {
+        apiKeys: a.apiKeys,
+        basicUsers: a.basicUsers,
+        ...(hs256 ? { jwtHs256: { ...(hs256Secret !== undefined ? { secret: hs256Secret } : {}), ...(hs256Kid !== undefined ? { kid: hs256Kid } : {}) } } : {}),
+      },
+      { parent: this },
+    );
 
     new AuthProxy(
       `${name}-proxy`,
       {
-        settings: { ...a.proxy, serverName: a.hostname },
+        settings: {
+          ...a.proxy,
+          serverName: a.hostname,
+          ...(a.jwt ? { jwt: jwt as JwtSettings } : {}),
+          ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
+          network: { allow: a.network?.allow ?? [], deny: a.network?.deny ?? [] },
+        },
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
         edgeNetwork: edgeNetwork.name,
@@ -127,6 +187,21 @@ export class OllamaGateway extends pulumi.ComponentResource {
     this.apiKeys = credentials.apiKeys;
     this.basicAuth = credentials.basicPasswords;
     this.caCertPem = certificates ? certificates.caCertPem : pulumi.output(undefined);
+
+    this.jwtHs256Secret = credentials.jwtHs256Secret;
+    const jwtSpec = a.jwt;
+    this.jwtSettings = pulumi.output(
+      jwtSpec
+        ? {
+            issuer: jwtSpec.issuer,
+            audience: jwtSpec.audience,
+            algorithms: [...jwtSpec.algorithms],
+            scopeClaim: jwtSpec.scopeClaim ?? "scope",
+            scopeValues: { read: ["read"], inference: ["inference"], admin: ["admin"], ...jwtSpec.scopeValues },
+            nameClaim: jwtSpec.nameClaim ?? "sub",
+          }
+        : undefined,
+    );
 
     const cacert = certificates ? "--cacert ca.pem " : "";
     const firstKey = a.apiKeys[0]?.name;
@@ -151,6 +226,8 @@ export class OllamaGateway extends pulumi.ComponentResource {
       basicAuth: this.basicAuth,
       caCertPem: this.caCertPem,
       curlExample: this.curlExample,
+      jwtHs256Secret: this.jwtHs256Secret,
+      jwtSettings: this.jwtSettings,
     });
   }
 }

@@ -7,7 +7,8 @@
  * and the fix.
  */
 import { z } from "zod";
-import { formatIssues, gatewaySpecSchema, type Scope } from "../bundle/spec";
+import { formatIssues, gatewaySpecSchema, type GatewaySpecInput, type Scope, SCOPES } from "../bundle/spec";
+import { coversProxyLoopback } from "../components/AuthProxy";
 import { pullResourceSuffix } from "../components/OllamaServer";
 import { type OnDemandRotation, parseDuration, type RotationPolicy } from "./rotation";
 
@@ -54,7 +55,29 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   ollamaMaxLoadedModels: { type: "integer", unset: "0" },
   ollamaImage: { type: "string" },
   proxyImage: { type: "string" },
+  jwtIssuer: { type: "string", unset: "" },
+  jwtAudience: { type: "string", unset: "" },
+  jwtAlgorithms: { type: "array" },
+  jwtHs256Secret: { type: "string", secret: true, unset: "" },
+  jwtPublicKeysPem: { type: "array" },
+  jwtJwks: { type: "string", unset: "" },
+  jwtScopeClaim: { type: "string" },
+  jwtScopeValues: { type: "array" },
+  jwtNameClaim: { type: "string" },
+  jwtClockSkewSeconds: { type: "integer" },
+  externalAuthUrl: { type: "string", unset: "" },
+  externalAuthMode: { type: "string" },
+  externalAuthTimeoutSeconds: { type: "integer" },
+  externalAuthNameHeader: { type: "string" },
+  externalAuthScopeHeader: { type: "string" },
+  externalAuthScopeValues: { type: "array" },
+  allowCidrs: { type: "array" },
+  denyCidrs: { type: "array" },
 };
+
+/** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
+const JWT_KEYS = ["jwtAudience", "jwtAlgorithms", "jwtHs256Secret", "jwtPublicKeysPem", "jwtJwks", "jwtScopeClaim", "jwtScopeValues", "jwtNameClaim", "jwtClockSkewSeconds"];
+const EXTERNAL_AUTH_KEYS = ["externalAuthMode", "externalAuthTimeoutSeconds", "externalAuthNameHeader", "externalAuthScopeHeader", "externalAuthScopeValues"];
 
 /** Defaults in one place; Pulumi.yaml declares the same values. */
 export const CONFIG_DEFAULTS = {
@@ -78,6 +101,19 @@ export const CONFIG_DEFAULTS = {
   ollamaKeepAlive: "5m",
   ollamaImage: DEFAULT_OLLAMA_IMAGE,
   proxyImage: DEFAULT_PROXY_IMAGE,
+  jwtAlgorithms: [] as string[],
+  jwtPublicKeysPem: [] as string[],
+  jwtScopeClaim: "scope",
+  jwtScopeValues: [] as string[],
+  jwtNameClaim: "sub",
+  jwtClockSkewSeconds: 60,
+  externalAuthMode: "fallback",
+  externalAuthTimeoutSeconds: 5,
+  externalAuthNameHeader: "X-Auth-Request-User",
+  externalAuthScopeHeader: "X-Auth-Request-Groups",
+  externalAuthScopeValues: [] as string[],
+  allowCidrs: [] as string[],
+  denyCidrs: [] as string[],
 };
 
 export interface CredentialConfig {
@@ -89,6 +125,34 @@ export interface CredentialConfig {
 export interface CredentialRotation {
   policy: RotationPolicy;
   onDemand?: OnDemandRotation;
+}
+
+/** Claim or header values that grant each scope; undefined = the spec's default (each scope's own name). */
+export type ScopeValues = Record<Scope, string[]>;
+
+/** The spec's `jwt` section without HS256 secrets (those travel as secrets, see `hs256Secret`). */
+export interface JwtSettings {
+  issuer: string;
+  audience: string;
+  algorithms: ("HS256" | "RS256" | "ES256")[];
+  /** The HS256 secret from `jwtHs256Secret`; undefined with HS256 listed = generate one. */
+  hs256Secret?: string;
+  publicKeys: { kid?: string; pem: string }[];
+  /** A JWKS document, as the identity provider publishes it. */
+  jwks?: { keys: ({ kty: string } & Record<string, unknown>)[] };
+  scopeClaim: string;
+  scopeValues?: ScopeValues;
+  nameClaim: string;
+  clockSkewSeconds: number;
+}
+
+export interface ExternalAuthSettings {
+  url: string;
+  mode: "fallback" | "exclusive";
+  timeoutSeconds: number;
+  nameHeader: string;
+  scopeHeader: string;
+  scopeValues?: ScopeValues;
 }
 
 /** The validated stack, plain values only; `index.ts` wraps the secret ones in `pulumi.secret`. */
@@ -112,6 +176,11 @@ export interface StackSettings {
   ollama: { keepAlive: string; numParallel?: number; maxLoadedModels?: number };
   ollamaImage: string;
   proxyImage: string;
+  /** Undefined: JWT off (`jwtIssuer` is ""). */
+  jwt?: JwtSettings;
+  /** Undefined: external auth off (`externalAuthUrl` is ""). */
+  externalAuth?: ExternalAuthSettings;
+  network: { allow: string[]; deny: string[] };
 }
 
 export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
@@ -162,9 +231,42 @@ const plainSchema = z.object({
   ollamaMaxLoadedModels: positiveCount.optional(),
 });
 
+/** `jwt`/`externalAuth`/`network` fields of the gateway spec -> the config key that sets them. */
+const SECTION_KEYS: Record<string, string> = {
+  "jwt.issuer": "jwtIssuer",
+  "jwt.audience": "jwtAudience",
+  "jwt.algorithms": "jwtAlgorithms",
+  "jwt.publicKeys": "jwtPublicKeysPem",
+  "jwt.jwks": "jwtJwks",
+  "jwt.scopeClaim": "jwtScopeClaim",
+  "jwt.scopeValues": "jwtScopeValues",
+  "jwt.nameClaim": "jwtNameClaim",
+  "jwt.clockSkewSeconds": "jwtClockSkewSeconds",
+  "externalAuth.url": "externalAuthUrl",
+  "externalAuth.mode": "externalAuthMode",
+  "externalAuth.timeoutSeconds": "externalAuthTimeoutSeconds",
+  "externalAuth.nameHeader": "externalAuthNameHeader",
+  "externalAuth.scopeHeader": "externalAuthScopeHeader",
+  "externalAuth.scopeValues": "externalAuthScopeValues",
+  "network.allow": "allowCidrs",
+  "network.deny": "denyCidrs",
+};
+
+/** Where each `<scope>[i]` of a spec `scopeValues` came from in its config list. */
+type ScopeValueSources = Partial<Record<string, Record<Scope, number[]>>>;
+
 /** Proxy-setting paths of the gateway spec -> the config key that sets them. */
-function specPathToKey(path: readonly PropertyKey[]): PropertyKey[] {
+function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeValueSources = {}): PropertyKey[] {
   const [head, ...rest] = path;
+  const sectionKey = SECTION_KEYS[`${String(head)}.${String(rest[0])}`];
+  if (sectionKey) {
+    const tail = rest.slice(1);
+    // A PEM's problem is the list item's problem: `jwtPublicKeysPem[0]`, not `...[0].pem`.
+    if (sectionKey === "jwtPublicKeysPem" && tail[1] === "pem") return [`${PROJECT}:${sectionKey}`, tail[0]];
+    const sources = scopeSources[sectionKey];
+    if (sources && typeof tail[1] === "number") return [`${PROJECT}:${sectionKey}`, sources[tail[0] as Scope][tail[1]]];
+    return [`${PROJECT}:${sectionKey}`, ...tail];
+  }
   switch (head) {
     case "rateLimit":
       return [`${PROJECT}:rateLimit`];
@@ -351,6 +453,74 @@ function parseRotationGenerations(raw: string, policies: Map<string, RotationPol
   return result;
 }
 
+/** `<value>:<scope>` entries -> the spec's `scopeValues`, and where each value came from. */
+function parseScopeValues(name: string, list: string[], errors: string[]): { values?: ScopeValues; sources: Record<Scope, number[]> } {
+  const values: ScopeValues = { read: [], inference: [], admin: [] };
+  const sources: Record<Scope, number[]> = { read: [], inference: [], admin: [] };
+  list.forEach((item, i) => {
+    const at = item.lastIndexOf(":");
+    if (at <= 0) {
+      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<value>:<scope>\`, such as \`ollama-users:inference\`.`);
+      return;
+    }
+    const scope = item.slice(at + 1);
+    if (!(SCOPES as readonly string[]).includes(scope)) {
+      errors.push(`${key(`${name}[${i}].scope`)} is ${show(scope)}; use one of \`read\`, \`inference\`, \`admin\`.`);
+      return;
+    }
+    values[scope as Scope].push(item.slice(0, at));
+    sources[scope as Scope].push(i);
+  });
+  return { values: list.length > 0 ? values : undefined, sources };
+}
+
+/** A PEM, optionally preceded by `<kid>:` (the key id tokens name in their header). */
+function parsePublicKeys(list: string[], errors: string[]): { kid?: string; pem: string }[] {
+  return list.map((item, i) => {
+    const begin = item.indexOf("-----BEGIN");
+    const prefix = (begin < 0 ? "" : item.slice(0, begin)).trim();
+    const pem = begin < 0 ? item : item.slice(begin);
+    if (prefix === "") return { pem };
+    if (!prefix.endsWith(":") || prefix.length === 1) {
+      errors.push(`${key(`jwtPublicKeysPem[${i}]`)} starts with ${show(prefix)}; give the PEM alone, or \`<kid>:\` then the PEM, such as \`2026-01:\\n-----BEGIN PUBLIC KEY-----...\`.`);
+      return { pem };
+    }
+    return { kid: prefix.slice(0, -1).trim(), pem };
+  });
+}
+
+function parseJwks(raw: string, errors: string[]): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value === "object" && value !== null && !Array.isArray(value)) return value;
+  errors.push(
+    `${key("jwtJwks")} is ${show(raw)}; use a JWKS document as JSON, {"keys": [...]} (\`curl -s https://<issuer>/.well-known/jwks.json | pulumi config set jwtJwks\`).`,
+  );
+  return undefined;
+}
+
+/** The HS256 secret against the gateway spec's own rule, without its value. */
+function checkHs256Secret(value: string, errors: string[]) {
+  const result = gatewaySpecSchema.safeParse({
+    jwt: { issuer: "x", audience: "x", algorithms: ["HS256"], hs256Secrets: [{ secret: value }] },
+  });
+  if (result.success) return;
+  for (const issue of result.error.issues) errors.push(`${key("jwtHs256Secret")} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
+}
+
+/** Spec messages that name spec fields inside a section: name the config keys instead. */
+const sectionWording = (message: string) =>
+  message
+    .replace("`publicKeys` or `jwks`", "`jwtPublicKeysPem` or `jwtJwks`")
+    .replace(/`jwt\.publicKeys\[(\d+)\]\.kid`/g, "`jwtPublicKeysPem[$1]`")
+    .replace(/`jwt\.jwks\.keys\[(\d+)\]\.kid`/g, "`jwtJwks.keys[$1]`")
+    // Custom issues read "`field` ("value") use ..."; give them the "is ...; use ..." shape of the others.
+    .replace(/^(`[^`]+`) \(("[^"]*")\) use /, "$1 is $2; use ");
+
 /**
  * Validates raw stack config (keys without the `ollama-gateway:` prefix, values as strings)
  * and fills in defaults. Never throws on bad input.
@@ -404,6 +574,69 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
   const rateLimit = parseRateLimit(get("rateLimit"), errors);
 
+  // JWT, external auth and network: built in the spec's shape and checked with the rest below.
+  const isSet = (name: string) =>
+    coerced[name] !== undefined && JSON.stringify(coerced[name]) !== JSON.stringify((CONFIG_DEFAULTS as Record<string, unknown>)[name]);
+  const offSections = [
+    ["jwtIssuer", JWT_KEYS, "JWT"],
+    ["externalAuthUrl", EXTERNAL_AUTH_KEYS, "external auth"],
+  ] as const;
+  for (const [switchKey, keys, what] of offSections)
+    if (coerced[switchKey] === undefined)
+      for (const name of keys.filter(isSet))
+        errors.push(`${key(name)} is set but \`${switchKey}\` is empty, so ${what} is off; set \`${switchKey}\` or remove ${key(name)}.`);
+
+  const scopeSources: ScopeValueSources = {};
+  let jwtSpec: GatewaySpecInput["jwt"];
+  let jwtSettings: JwtSettings | undefined;
+  if (coerced.jwtIssuer !== undefined) {
+    const algorithms = get("jwtAlgorithms");
+    const hs256Secret = coerced.jwtHs256Secret as string | undefined;
+    if (hs256Secret !== undefined) {
+      checkHs256Secret(hs256Secret, errors);
+      if (!algorithms.includes("HS256"))
+        errors.push(`${key("jwtHs256Secret")} is set but \`jwtAlgorithms\` does not list \`HS256\`; add \`HS256\` to \`jwtAlgorithms\` or remove ${key("jwtHs256Secret")}.`);
+    }
+    const scope = parseScopeValues("jwtScopeValues", get("jwtScopeValues"), errors);
+    scopeSources.jwtScopeValues = scope.sources;
+    const jwks = coerced.jwtJwks === undefined ? undefined : parseJwks(coerced.jwtJwks as string, errors);
+    jwtSettings = {
+      issuer: coerced.jwtIssuer as string,
+      audience: (coerced.jwtAudience as string | undefined) ?? "",
+      algorithms: algorithms as JwtSettings["algorithms"],
+      ...(hs256Secret !== undefined ? { hs256Secret } : {}),
+      publicKeys: parsePublicKeys(get("jwtPublicKeysPem"), errors),
+      ...(jwks !== undefined ? { jwks: jwks as JwtSettings["jwks"] } : {}),
+      scopeClaim: get("jwtScopeClaim"),
+      ...(scope.values ? { scopeValues: scope.values } : {}),
+      nameClaim: get("jwtNameClaim"),
+      clockSkewSeconds: get("jwtClockSkewSeconds"),
+    };
+    const { hs256Secret: _secret, ...plainJwt } = jwtSettings;
+    // A stand-in for the HS256 secret (supplied or generated): it was checked above, without its value.
+    jwtSpec = { ...plainJwt, hs256Secrets: algorithms.includes("HS256") ? [{ secret: "x".repeat(32) }] : [] };
+  }
+  let externalAuth: ExternalAuthSettings | undefined;
+  if (coerced.externalAuthUrl !== undefined) {
+    const scope = parseScopeValues("externalAuthScopeValues", get("externalAuthScopeValues"), errors);
+    scopeSources.externalAuthScopeValues = scope.sources;
+    externalAuth = {
+      url: coerced.externalAuthUrl as string,
+      mode: get("externalAuthMode") as ExternalAuthSettings["mode"],
+      timeoutSeconds: get("externalAuthTimeoutSeconds"),
+      nameHeader: get("externalAuthNameHeader"),
+      scopeHeader: get("externalAuthScopeHeader"),
+      ...(scope.values ? { scopeValues: scope.values } : {}),
+    };
+  }
+  const network = { allow: get("allowCidrs"), deny: get("denyCidrs") };
+  network.deny.forEach((block, i) => {
+    if (coversProxyLoopback(block))
+      errors.push(
+        `${key(`denyCidrs[${i}]`)} is ${show(block)}, which covers 127.0.0.1, where the proxy's own healthcheck comes from; remove it (inside the container 127.0.0.1 is only the proxy itself).`,
+      );
+  });
+
   // Proxy settings and credential names go through the gateway spec's schema, so the proxy
   // and the CLI refuse the same values with the same words. The digest is a placeholder:
   // this check never renders anything.
@@ -423,6 +656,9 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
         clientBodySeconds: 60,
       },
       cors: { allowedOrigins: get("corsAllowedOrigins") },
+      ...(jwtSpec ? { jwt: jwtSpec } : {}),
+      ...(externalAuth ? { externalAuth } : {}),
+      network,
     },
     { reportInput: true },
   );
@@ -431,8 +667,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     const issues = spec.error.issues
       // `hostname` was already checked with the stricter DNS rule above.
       .filter((issue) => issue.path[0] !== "serverName")
-      .map((issue) => ({ ...issue, path: specPathToKey(issue.path) }));
-    for (const message of formatIssues(issues).map(withPeriod)) if (!seen.has(message)) errors.push(message);
+      .map((issue) => ({ ...issue, path: specPathToKey(issue.path, scopeSources) }));
+    for (const message of formatIssues(issues).map(sectionWording).map(withPeriod)) if (!seen.has(message)) errors.push(message);
   }
 
   const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
@@ -519,6 +755,9 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       },
       ollamaImage: get("ollamaImage"),
       proxyImage: get("proxyImage"),
+      ...(jwtSettings ? { jwt: jwtSettings } : {}),
+      ...(externalAuth ? { externalAuth } : {}),
+      network,
     },
   };
 }

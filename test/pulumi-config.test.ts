@@ -1,7 +1,13 @@
 /** Stack config validation (pure) and the agreement of Pulumi.yaml with the parser. */
+import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { CONFIG_DEFAULTS, CONFIG_KEYS, parseStackConfig } from "../config/stackConfig";
 import { devStackConfig, readYaml } from "./support/pulumi-mocks";
+
+/** JWT on with HS256 (secret generated): the smallest valid JWT config. */
+const JWT_ON = { jwtIssuer: "https://login.example.com/", jwtAudience: "ollama-gateway", jwtAlgorithms: '["HS256"]' };
+const AUTH_URL = "http://10.0.0.5:4180/oauth2/auth";
+const RSA_PEM = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }).toString();
 
 const errorsOf = (raw: Record<string, string>) => {
   const result = parseStackConfig(raw);
@@ -73,6 +79,62 @@ describe("parseStackConfig", () => {
       { internalNetwork: "true", models: '["gemma3:1b"]' },
       '`ollama-gateway:models` is ["gemma3:1b"] but `internalNetwork` is true, and an internal network cannot reach the model registry; set `internalNetwork` to false or `models` to [].',
     ],
+    [
+      { jwtAudience: "ollama-gateway" },
+      "`ollama-gateway:jwtAudience` is set but `jwtIssuer` is empty, so JWT is off; set `jwtIssuer` or remove `ollama-gateway:jwtAudience`.",
+    ],
+    [{ jwtIssuer: "iss", jwtAudience: "aud" }, "`ollama-gateway:jwtAlgorithms` is []; list at least one algorithm."],
+    [{ ...JWT_ON, jwtAudience: "" }, '`ollama-gateway:jwtAudience` is ""; use the audience your identity provider puts in `aud`.'],
+    [{ ...JWT_ON, jwtAlgorithms: '["PS256"]' }, '`ollama-gateway:jwtAlgorithms[0]` is "PS256"; use `HS256`, `RS256` or `ES256`.'],
+    [
+      { ...JWT_ON, jwtAlgorithms: '["RS256"]' },
+      '`ollama-gateway:jwtAlgorithms` ("RS256") has no key: add an RSA key to `jwtPublicKeysPem` or `jwtJwks`, or remove it.',
+    ],
+    [
+      { ...JWT_ON, jwtHs256Secret: "short-secret" },
+      "`ollama-gateway:jwtHs256Secret` is a secret of 12 characters (not shown); use at least 32 characters (RFC 7518: the key must be as long as the hash).",
+    ],
+    [
+      { ...JWT_ON, jwtAlgorithms: '["RS256"]', jwtHs256Secret: "s".repeat(40), jwtPublicKeysPem: JSON.stringify([RSA_PEM]) },
+      "`ollama-gateway:jwtHs256Secret` is set but `jwtAlgorithms` does not list `HS256`; add `HS256` to `jwtAlgorithms` or remove `ollama-gateway:jwtHs256Secret`.",
+    ],
+    [
+      { ...JWT_ON, jwtAlgorithms: '["HS256", "RS256"]', jwtPublicKeysPem: JSON.stringify(["-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----", RSA_PEM]) },
+      "`ollama-gateway:jwtPublicKeysPem[0]` is a private key; give only the public key (openssl pkey -pubout).",
+    ],
+    [
+      { ...JWT_ON, jwtAlgorithms: '["HS256", "RS256"]', jwtPublicKeysPem: JSON.stringify([`kid 1\n${RSA_PEM}`]) },
+      '`ollama-gateway:jwtPublicKeysPem[0]` starts with "kid 1"; give the PEM alone, or `<kid>:` then the PEM, such as `2026-01:\\n-----BEGIN PUBLIC KEY-----...`.',
+    ],
+    [
+      { ...JWT_ON, jwtJwks: "{not json" },
+      '`ollama-gateway:jwtJwks` is "{not json"; use a JWKS document as JSON, {"keys": [...]} (`curl -s https://<issuer>/.well-known/jwks.json | pulumi config set jwtJwks`).',
+    ],
+    [{ ...JWT_ON, jwtScopeValues: '["ollama:read:root"]' }, '`ollama-gateway:jwtScopeValues[0].scope` is "root"; use one of `read`, `inference`, `admin`.'],
+    [{ ...JWT_ON, jwtScopeValues: '["ollama"]' }, '`ollama-gateway:jwtScopeValues[0]` is "ollama"; use `<value>:<scope>`, such as `ollama-users:inference`.'],
+    [
+      { ...JWT_ON, jwtScopeValues: '["a:read", "b:admin", "a:admin"]' },
+      '`ollama-gateway:jwtScopeValues[2]` ("a") already grants `read`; list each value under one scope.',
+    ],
+    [{ ...JWT_ON, jwtClockSkewSeconds: "900" }, "`ollama-gateway:jwtClockSkewSeconds` is 900; use a whole number of seconds from 0 to 300."],
+    [
+      { externalAuthMode: "exclusive" },
+      "`ollama-gateway:externalAuthMode` is set but `externalAuthUrl` is empty, so external auth is off; set `externalAuthUrl` or remove `ollama-gateway:externalAuthMode`.",
+    ],
+    [{ externalAuthUrl: "ftp://auth" }, '`ollama-gateway:externalAuthUrl` is "ftp://auth"; use an http(s) URL such as http://127.0.0.1:4180/oauth2/auth.'],
+    [{ externalAuthUrl: AUTH_URL, externalAuthMode: "always" }, '`ollama-gateway:externalAuthMode` is "always"; use `fallback` or `exclusive`.'],
+    [
+      { externalAuthUrl: AUTH_URL, externalAuthScopeHeader: "X Groups" },
+      '`ollama-gateway:externalAuthScopeHeader` is "X Groups"; use an HTTP header name such as X-Auth-Request-User.',
+    ],
+    [{ externalAuthUrl: AUTH_URL, externalAuthTimeoutSeconds: "0" }, "`ollama-gateway:externalAuthTimeoutSeconds` is 0; use a whole number of seconds from 1 to 60."],
+    [{ allowCidrs: '["10.1.2.3/8"]' }, '`ollama-gateway:allowCidrs[0]` ("10.1.2.3/8") has host bits set; use the network address of the block.'],
+    [{ allowCidrs: '["10.0.0.0/33"]' }, '`ollama-gateway:allowCidrs[0]` is "10.0.0.0/33"; use a prefix length from 0 to 32.'],
+    [{ denyCidrs: '["nope"]' }, '`ollama-gateway:denyCidrs[0]` is "nope"; use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8.'],
+    [
+      { denyCidrs: '["127.0.0.0/8"]' },
+      '`ollama-gateway:denyCidrs[0]` is "127.0.0.0/8", which covers 127.0.0.1, where the proxy\'s own healthcheck comes from; remove it (inside the container 127.0.0.1 is only the proxy itself).',
+    ],
   ])("refuses %j", (raw, message) => {
     expect(errorsOf(raw)).toEqual([message]);
   });
@@ -92,6 +154,76 @@ describe("parseStackConfig", () => {
     ]);
     expect(errors.join("\n")).not.toMatch(/short-secret|hunter2|xxxxxxxx/);
     expect(errorsOf({ suppliedSecrets: "{not json: hunter2" })[0]).not.toContain("hunter2");
+  });
+
+  it("maps JWT, external auth and network keys to the spec's sections", () => {
+    const jwks = { keys: [{ kty: "EC", crv: "P-256", kid: "idp-1", x: "a", y: "b" }] };
+    const result = parseStackConfig({
+      ...JWT_ON,
+      jwtAlgorithms: '["HS256", "RS256"]',
+      jwtHs256Secret: "s".repeat(40),
+      jwtPublicKeysPem: JSON.stringify([`2026-01:\n${RSA_PEM}`]),
+      jwtScopeValues: '["ollama:read:read", "ollama:admin:admin"]',
+      jwtNameClaim: "client_id",
+      jwtClockSkewSeconds: "30",
+      externalAuthUrl: AUTH_URL,
+      externalAuthMode: "exclusive",
+      externalAuthScopeValues: '["ollama-users:inference"]',
+      allowCidrs: '["10.0.0.0/8", "2001:db8::/32"]',
+      denyCidrs: '["10.9.0.0/16"]',
+    });
+    expect(result).toEqual({
+      ok: true,
+      settings: expect.objectContaining({
+        jwt: {
+          issuer: "https://login.example.com/",
+          audience: "ollama-gateway",
+          algorithms: ["HS256", "RS256"],
+          hs256Secret: "s".repeat(40),
+          publicKeys: [{ kid: "2026-01", pem: RSA_PEM }],
+          scopeClaim: "scope",
+          scopeValues: { read: ["ollama:read"], inference: [], admin: ["ollama:admin"] },
+          nameClaim: "client_id",
+          clockSkewSeconds: 30,
+        },
+        externalAuth: {
+          url: AUTH_URL,
+          mode: "exclusive",
+          timeoutSeconds: 5,
+          nameHeader: "X-Auth-Request-User",
+          scopeHeader: "X-Auth-Request-Groups",
+          scopeValues: { read: [], inference: ["ollama-users"], admin: [] },
+        },
+        network: { allow: ["10.0.0.0/8", "2001:db8::/32"], deny: ["10.9.0.0/16"] },
+      }),
+    });
+    // A JWKS key that is not a usable public key is reported under `jwtJwks`.
+    expect(errorsOf({ ...JWT_ON, jwtAlgorithms: '["ES256"]', jwtJwks: JSON.stringify(jwks) })).toEqual([
+      "`ollama-gateway:jwtJwks.keys[0]` is not a valid EC public JWK.",
+      '`ollama-gateway:jwtAlgorithms` ("ES256") has no key: add a P-256 key to `jwtPublicKeysPem` or `jwtJwks`, or remove it.',
+    ]);
+  });
+
+  it("leaves JWT, external auth and network off by default, also with the declared defaults given", () => {
+    const defaults = Object.fromEntries(
+      Object.entries(readYaml("Pulumi.yaml").config as Record<string, { default: unknown }>).map(([k, v]) => [
+        k,
+        typeof v.default === "string" ? v.default : JSON.stringify(v.default),
+      ]),
+    );
+    const result = parseStackConfig(defaults);
+    if (!result.ok) throw new Error(result.errors.join("\n"));
+    expect(result.settings.jwt).toBeUndefined();
+    expect(result.settings.externalAuth).toBeUndefined();
+    expect(result.settings.network).toEqual({ allow: [], deny: [] });
+  });
+
+  it("never shows the HS256 secret", () => {
+    const errors = errorsOf({ ...JWT_ON, jwtAlgorithms: '["ES256"]', jwtHs256Secret: "hunter2-hunter2" });
+    expect(errors.join("\n")).not.toContain("hunter2");
+    expect(errorsOf({ jwtHs256Secret: "hunter2-hunter2" })).toEqual([
+      "`ollama-gateway:jwtHs256Secret` is set but `jwtIssuer` is empty, so JWT is off; set `jwtIssuer` or remove `ollama-gateway:jwtHs256Secret`.",
+    ]);
   });
 
   it("reports every problem at once", () => {

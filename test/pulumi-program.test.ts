@@ -2,11 +2,13 @@
  * The Pulumi program evaluated with mocks: which resources it declares, with which inputs,
  * under which parents, and which outputs are secret.
  */
+import { generateKeyPairSync } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
 import { validateSpec } from "../bundle/spec";
 import { sha256Hex } from "../bundle/credentials";
+import { jwtKeyRecords, renderJwtKeysFile } from "../bundle/jwt";
 import {
   findResource,
   installMocks,
@@ -294,6 +296,170 @@ describe("stack variants", () => {
         "- `ollama-gateway:httpPort` is 70000; use a TCP port between 1 and 65535.",
         '- `ollama-gateway:ollamaImage` is "ollama/ollama:latest"; pin a version tag such as `ollama/ollama:0.12.6` (not `latest`, not untagged).',
         '- `ollama-gateway:apiKeys[0].scope` is "root"; use one of `read`, `inference`, `admin`.',
+      ].join("\n"),
+    );
+    await settle();
+    expect(recorded).toEqual([]);
+  });
+});
+
+describe("enterprise authentication and network restriction", () => {
+  const rsaPem = generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ type: "spki", format: "pem" }).toString();
+  const authUrl = "http://10.0.0.5:4180/oauth2/auth";
+  const enterpriseConfig = () => ({
+    ...devStackConfig(),
+    jwtIssuer: "https://login.example.com/",
+    jwtAudience: "ollama-gateway",
+    jwtAlgorithms: JSON.stringify(["HS256", "RS256"]),
+    jwtPublicKeysPem: JSON.stringify([`2026-01:\n${rsaPem}`]),
+    jwtScopeClaim: "roles",
+    jwtScopeValues: JSON.stringify(["llm-user:inference", "llm-admin:admin"]),
+    externalAuthUrl: authUrl,
+    allowCidrs: JSON.stringify(["10.0.0.0/8", "2001:db8::/32"]),
+    denyCidrs: JSON.stringify(["10.9.0.0/16"]),
+  });
+  /** The writer's files, path relative to the prefix, secrets unwrapped. */
+  const writerFiles = () =>
+    Object.fromEntries(
+      (unwrap(findResource(TYPES.container, "gateway-proxy-credentials-writer").inputs.uploads) as { file: string; content: string }[]).map(
+        (u) => [u.file.replace("/staging/", ""), u.content],
+      ),
+    );
+  let program: Program;
+  let resources: RecordedResource[];
+  beforeAll(async () => {
+    ({ program, resources } = await evaluate(enterpriseConfig()));
+  });
+
+  it("uploads the config files renderConfigFiles gives for the same spec, whatever the HS256 secret", () => {
+    // Any stand-in secret: config files name issuer, audience and algorithms, never a key.
+    const spec = validateSpec({
+      upstream: "http://ollama:11434",
+      listen: { address: "0.0.0.0", http: 8080, https: 8443 },
+      serverName: "localhost",
+      tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
+      accessLog: "/dev/stdout",
+      errorLog: "/dev/stderr",
+      jwt: {
+        issuer: "https://login.example.com/",
+        audience: "ollama-gateway",
+        algorithms: ["HS256", "RS256"],
+        hs256Secrets: [{ secret: "y".repeat(48) }],
+        publicKeys: [{ kid: "2026-01", pem: rsaPem }],
+        scopeClaim: "roles",
+        scopeValues: { read: [], inference: ["llm-user"], admin: ["llm-admin"] },
+      },
+      externalAuth: { url: authUrl },
+      // 127.0.0.1: the container's own healthcheck.
+      network: { allow: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], deny: ["10.9.0.0/16"] },
+    });
+    const expected = Object.fromEntries(
+      Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
+    );
+    const proxy = findResource(TYPES.container, "gateway-proxy-server");
+    expect(isSecretValue(proxy.inputs.uploads)).toBe(false);
+    const uploaded = Object.fromEntries(proxy.inputs.uploads.map((u: { file: string; content: string }) => [u.file, u.content]));
+    expect(uploaded).toEqual(expected);
+    expect(uploaded["/etc/ollama-gateway/lua/gateway/config.lua"]).toContain('issuer = "https://login.example.com/"');
+    expect(uploaded["/etc/ollama-gateway/conf/gateway-locations.conf"]).toContain(`proxy_pass ${authUrl};`);
+  });
+
+  it("renders the network lists into nginx allow/deny rules, deny first, keeping the healthcheck's 127.0.0.1", () => {
+    const proxy = findResource(TYPES.container, "gateway-proxy-server");
+    const common = proxy.inputs.uploads.find((u: { file: string }) => u.file.endsWith("conf/gateway-common.conf")).content as string;
+    expect(common).toContain(
+      ["deny 10.9.0.0/16;", "allow 10.0.0.0/8;", "allow 2001:db8::/32;", "allow 127.0.0.1;", "deny all;"].join("\n"),
+    );
+    expect(proxy.inputs.healthcheck.tests).toEqual(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/healthz"]);
+  });
+
+  it("generates the HS256 secret once, exports it as a secret, and writes it only to credentials/jwt-keys", async () => {
+    expect(findResource(TYPES.password, "gateway-credentials-jwt-hs256").inputs).toMatchObject({ length: 64, special: false });
+    expect(resources.find((r) => r.name === "gateway-credentials-jwt-hs256")?.parent).toBe(
+      resources.find((r) => r.name === "gateway-credentials")?.urn,
+    );
+    expect(await outputIsSecret(program.jwtHs256Secret)).toBe(true);
+    const secret = (await valueOf(program.jwtHs256Secret))!;
+    expect(secret).toMatch(/^[A-Za-z0-9]{64}$/);
+
+    const writer = findResource(TYPES.container, "gateway-proxy-credentials-writer");
+    expect(isSecretValue(writer.inputs.uploads)).toBe(true);
+    const files = writerFiles();
+    expect(Object.keys(files).sort()).toEqual(["credentials/api-keys", "credentials/htpasswd", "credentials/jwt-keys", "credentials/tls.pem"]);
+    expect(files["credentials/jwt-keys"]).toBe(
+      renderJwtKeysFile(jwtKeyRecords({ hs256Secrets: [{ secret }], publicKeys: [{ kid: "2026-01", pem: rsaPem }] })),
+    );
+    expect(files["credentials/jwt-keys"]).toContain(`HS256\t-\t${Buffer.from(secret).toString("base64")}`);
+    // Nowhere else: not in any other resource's inputs, in the clear or base64.
+    for (const r of resources.filter((r) => r.name !== "gateway-proxy-credentials-writer")) {
+      const inputs = JSON.stringify(unwrap(r.inputs));
+      expect(inputs, r.name).not.toContain(secret);
+      expect(inputs, r.name).not.toContain(Buffer.from(secret).toString("base64"));
+    }
+  });
+
+  it("exports what token issuers need, not secret", async () => {
+    expect(await outputIsSecret(program.jwtSettings)).toBe(false);
+    expect(await valueOf(program.jwtSettings)).toEqual({
+      issuer: "https://login.example.com/",
+      audience: "ollama-gateway",
+      algorithms: ["HS256", "RS256"],
+      scopeClaim: "roles",
+      scopeValues: { read: [], inference: ["llm-user"], admin: ["llm-admin"] },
+      nameClaim: "sub",
+    });
+  });
+
+  it("gives identical resources and the same secret on a second evaluation", async () => {
+    const inputsOf = (list: RecordedResource[]) => new Map(list.map((r) => [r.urn, JSON.stringify(unwrap(r.inputs))]));
+    const first = inputsOf(resources);
+    const secret = await valueOf(program.jwtHs256Secret);
+    const again = await evaluate(enterpriseConfig());
+    expect(inputsOf(again.resources)).toEqual(first);
+    expect(await valueOf(again.program.jwtHs256Secret)).toBe(secret);
+    const urns = again.resources.map((r) => r.urn);
+    expect(new Set(urns).size).toBe(urns.length);
+  });
+
+  it("uses a supplied HS256 secret, generates none, and keeps it secret", async () => {
+    const supplied = "a-supplied-hs256-secret-of-40-characters";
+    const { program: p, resources: r } = await evaluate({ ...enterpriseConfig(), jwtHs256Secret: supplied });
+    expect(r.some((res) => res.name === "gateway-credentials-jwt-hs256")).toBe(false);
+    expect(await outputIsSecret(p.jwtHs256Secret)).toBe(true);
+    expect(await valueOf(p.jwtHs256Secret)).toBe(supplied);
+    expect(writerFiles()["credentials/jwt-keys"]).toContain(`HS256\t-\t${Buffer.from(supplied).toString("base64")}`);
+    expect(JSON.stringify(unwrap(findResource(TYPES.container, "gateway-proxy-server").inputs))).not.toContain(supplied);
+  });
+
+  it("exports no HS256 secret with RS256 only, and nothing JWT with JWT off", async () => {
+    const rsOnly = await evaluate({ ...enterpriseConfig(), jwtAlgorithms: JSON.stringify(["RS256"]) });
+    expect(rsOnly.resources.some((r) => r.name === "gateway-credentials-jwt-hs256")).toBe(false);
+    expect(await valueOf(rsOnly.program.jwtHs256Secret)).toBeUndefined();
+    expect(writerFiles()["credentials/jwt-keys"]).toMatch(/^RS256\t2026-01\t/m);
+    expect(writerFiles()["credentials/jwt-keys"]).not.toMatch(/^HS256\t/m);
+    const off = await evaluate(devStackConfig());
+    expect(await valueOf(off.program.jwtHs256Secret)).toBeUndefined();
+    expect(await valueOf(off.program.jwtSettings)).toBeUndefined();
+    expect(Object.keys(writerFiles())).not.toContain("credentials/jwt-keys");
+  });
+
+  it("refuses invalid JWT, external auth and network config with exact messages and declares nothing", async () => {
+    resetRecorded();
+    setStackConfig({
+      ...enterpriseConfig(),
+      jwtHs256Secret: "too-short",
+      externalAuthMode: "always",
+      denyCidrs: JSON.stringify(["127.0.0.1"]),
+      allowCidrs: JSON.stringify(["10.1.0.0/8"]),
+    });
+    vi.resetModules();
+    await expect(import("../index.js")).rejects.toThrow(
+      [
+        "Invalid stack config (4 problems):",
+        "- `ollama-gateway:jwtHs256Secret` is a secret of 9 characters (not shown); use at least 32 characters (RFC 7518: the key must be as long as the hash).",
+        '- `ollama-gateway:denyCidrs[0]` is "127.0.0.1", which covers 127.0.0.1, where the proxy\'s own healthcheck comes from; remove it (inside the container 127.0.0.1 is only the proxy itself).',
+        '- `ollama-gateway:externalAuthMode` is "always"; use `fallback` or `exclusive`.',
+        '- `ollama-gateway:allowCidrs[0]` ("10.1.0.0/8") has host bits set; use the network address of the block.',
       ].join("\n"),
     );
     await settle();
