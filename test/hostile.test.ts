@@ -7,7 +7,7 @@
  *      absolute-form targets, pipelining, slow headers and bodies;
  *   3. upstream failures: down, resetting, slow, queue-full, and recovery;
  *   4. limits under load: idle connections, concurrent streams, a credential flood, memory.
- * Numbers are printed as "[measure] ..." and "[fuzz] ..." lines; docs/security-battery.md sums up.
+ * Numbers are printed as "[measure] ..." and "[fuzz] ..." lines; README.md ("Security") sums up.
  * Rerun: npx vitest run test/hostile.test.ts   (FC_SEED=<n> replays a fuzz run)
  */
 import http from "node:http";
