@@ -36,9 +36,11 @@ const apiKey = z
   .max(256, { error: "use at most 256 characters" })
   .regex(KEY_PATTERN, { error: "use only letters, digits and `-._~+/` (token68), so clients can send it as a Bearer token" });
 const keySha256 = z.string().regex(SHA256_HEX, { error: "use the lowercase hex SHA-256 of the key (64 characters)" });
-const password = z.string().min(12, { error: "use at least 12 characters" }).max(72, {
-  error: "use at most 72 bytes (bcrypt ignores the rest)",
-});
+const password = z
+  .string()
+  .min(12, { error: "use at least 12 characters" })
+  // bcrypt reads 72 bytes, not characters, and the proxy refuses longer passwords at login.
+  .refine((value) => Buffer.byteLength(value, "utf8") <= 72, { error: "use at most 72 bytes in UTF-8 (bcrypt reads no more)" });
 const passwordHash = z.string().regex(BCRYPT_HASH, {
   error: "use a bcrypt hash (`$2b$` or `$2y$`, as made by bcryptjs or `htpasswd -B`)",
 });
@@ -414,6 +416,8 @@ export function formatIssues(issues: readonly z.core.$ZodIssue[], prefix = ""): 
     // Custom issues carry the offending value only when it is a plain value.
     const plain = ["string", "number", "boolean"].includes(typeof shown);
     const valueText = issue.code === "custom" ? (plain ? ` (${describeValue(last, shown)})` : "") : ` is ${shown}`;
+    // A refinement that states a fix ("use ...") reads like any other bad value.
+    if (issue.code === "custom" && message.startsWith("use ")) return `\`${field}\` is ${describeValue(last, issue.input)}; ${message}`;
     if (issue.code === "custom") return `\`${field}\`${valueText} ${message}`;
     return `\`${field}\`${valueText}; ${message}`;
   });

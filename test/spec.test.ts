@@ -128,3 +128,13 @@ describe.runIf(nginxTestsEnabled)("the openresty flavour", () => {
     }
   });
 });
+
+describe("password length", () => {
+  it("counts bytes, as bcrypt does, and never shows the password", () => {
+    const password = "é".repeat(40); // 40 characters, 80 bytes
+    const result = parseSpec({ basicUsers: [{ name: "u", password, scope: "read" }] });
+    expect(result.ok ? [] : result.errors).toEqual([
+      "`basicUsers[0].password` is a secret of 40 characters (not shown); use at most 72 bytes in UTF-8 (bcrypt reads no more)",
+    ]);
+  });
+});
