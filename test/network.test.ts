@@ -33,10 +33,10 @@ describe("network spec", () => {
     if (result.ok) return;
     expect(result.errors).toEqual([
       "`network.allow[4]` (\"10.1.2.3/8\") has host bits set; use the network address of the block",
-      "`network.allow[5]` (\"300.1.1.1/8\") use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8",
-      "`network.allow[6]` (\"10.0.0.0/33\") use a prefix length from 0 to 32",
+      "`network.allow[5]` is \"300.1.1.1/8\"; use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8",
+      "`network.allow[6]` is \"10.0.0.0/33\"; use a prefix length from 0 to 32",
       "`network.allow[7]` (\"fe80::1/10\") has host bits set; use the network address of the block",
-      "`network.allow[8]` (\"x\") use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8",
+      "`network.allow[8]` is \"x\"; use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8",
     ]);
   });
   it("renders deny rules first, then allow rules, then deny all", () => {
