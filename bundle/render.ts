@@ -220,6 +220,7 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     upstreamScheme: upstream.scheme,
     upstreamHostHeader: upstream.hostPort,
     tls: spec.tls !== undefined,
+    cors: spec.cors.allowedOrigins.length > 0,
     listenAddress: spec.listen.address.includes(":") ? `[${spec.listen.address}]` : spec.listen.address,
     httpPort: String(spec.listen.http),
     httpsPort: String(spec.listen.https ?? ""),

@@ -11,6 +11,10 @@ local external_auth = require "gateway.external_auth"
 
 local ngx = ngx
 local ngx_var = ngx.var
+local re_find = ngx.re.find
+local re_match = ngx.re.match
+local str_find = string.find
+local str_sub = string.sub
 local basic_cache = ngx.shared.gw_basic_cache
 local failures = ngx.shared.gw_failures
 
@@ -19,7 +23,25 @@ local _M = {}
 local SCOPE_RANK = { read = 1, inference = 2, admin = 3 }
 local CHALLENGE = 'Bearer realm="' .. config.realm .. '", Basic realm="' .. config.realm .. '", charset="UTF-8"'
 -- RFC 6750 token68: what a Bearer token (and an X-API-Key) may contain.
-local TOKEN68 = "^[%w%-%._~%+/]+=*$"
+local RE_TOKEN68 = "^[A-Za-z0-9\\-._~+/]+=*\\z"
+-- Character scans run as (cached, JIT-compiled) PCRE: a Lua pattern with a character class
+-- costs tens of instructions per byte. "o": compiled once per worker; "j": PCRE JIT if there.
+-- Header values: control bytes other than tab.
+local RE_CONTROL_BYTES = "[\\x00-\\x08\\x0a-\\x1f\\x7f]"
+-- Path: anything outside the characters Ollama's routes and model names use (%w is [A-Za-z0-9]).
+local RE_PATH_FORBIDDEN = "[^A-Za-z0-9\\-._~/:@!$&'()*+,;=]"
+local RE_NON_ASCII = "[\\x80-\\xff]"
+-- Empty or dot segments: "//", "/./", "/../", or "/." or "/.." at the end.
+local RE_BAD_SEGMENT = "//|/\\.\\.?(?:/|\\z)"
+-- Authorization: a scheme (letters), spaces, exactly one token.
+local RE_AUTHORIZATION = "^([A-Za-z]+) +([^ ]+)\\z"
+
+-- Whether `subject` contains a match of `regex`. A regex error (e.g. a PCRE limit) counts as a
+-- match, so the checks below refuse rather than let through what they could not scan.
+local function contains(subject, regex)
+  local from, _, err = re_find(subject, regex, "jo")
+  return from ~= nil or err ~= nil
+end
 
 local function unauthorized(message)
   return errors.exit(401, message, { ["WWW-Authenticate"] = CHALLENGE })
@@ -32,10 +54,10 @@ local function check_path(raw_path)
   if raw_path:sub(1, 1) ~= "/" then
     return "the request target must be a path starting with /"
   end
-  if raw_path:find("[^%w%-%._~/:@!$&'()*+,;=]") then
+  if contains(raw_path, RE_PATH_FORBIDDEN) then
     return "the path contains characters the gateway does not forward (percent escapes, spaces or control bytes)"
   end
-  if raw_path:find("//", 1, true) or raw_path:find("/%.%.?/") or raw_path:find("/%.%.?$") then
+  if contains(raw_path, RE_BAD_SEGMENT) then
     return "the path contains empty or dot segments"
   end
   return nil
@@ -62,7 +84,7 @@ end
 -- An API key: found by its SHA-256 in a hash table, so the cost is the same for 10 keys or
 -- 100,000, and for wrong keys too.
 local function check_api_key(token, source)
-  if not token:match(TOKEN68) or #token > 512 then
+  if #token > 512 or not re_find(token, RE_TOKEN68, "jo") then
     return unauthorized("malformed " .. source)
   end
   if store.api_keys_status ~= "ok" then
@@ -91,7 +113,10 @@ local function check_basic(encoded)
   if not decoded then
     return unauthorized("malformed Basic credentials")
   end
-  local name, password = decoded:match("^([^:]*):(.*)$")
+  -- The user name ends at the first colon; the password is everything after it.
+  local colon = str_find(decoded, ":", 1, true)
+  local name = colon and str_sub(decoded, 1, colon - 1)
+  local password = colon and str_sub(decoded, colon + 1)
   if not name or name == "" or password == "" then
     return unauthorized("malformed Basic credentials")
   end
@@ -163,7 +188,8 @@ local function authenticate(headers)
     return unauthorized("missing credentials: send Authorization: Bearer <key>, X-API-Key or Basic credentials")
   end
   -- The scheme is case-insensitive (RFC 9110); nothing may precede it and exactly one token follows.
-  local scheme, credentials = authorization:match("^(%a+) +([^ ]+)$")
+  local m = re_match(authorization, RE_AUTHORIZATION, "jo")
+  local scheme, credentials = m and m[1], m and m[2]
   if not scheme then
     ngx_var.gw_auth = "malformed"
     return unauthorized("malformed Authorization header")
@@ -227,7 +253,9 @@ end
 
 function _M.handle()
   local method = ngx.req.get_method()
-  local raw_path = ngx_var.request_uri:match("^[^?]*")
+  local request_uri = ngx_var.request_uri
+  local query_at = str_find(request_uri, "?", 1, true)
+  local raw_path = query_at and str_sub(request_uri, 1, query_at - 1) or request_uri
   -- $request_uri has no scheme and host even for an absolute-form target (GET http://h/p):
   -- look at the request line itself.
   local path_problem = check_path(raw_path)
@@ -235,7 +263,7 @@ function _M.handle()
     path_problem = "the request target must be a path starting with / (absolute-form targets are refused)"
   end
   -- nginx passes raw non-ASCII bytes in the query string on; parsers behind it disagree about them.
-  if not path_problem and ngx_var.request_uri:find("[\128-\255]") then
+  if not path_problem and contains(request_uri, RE_NON_ASCII) then
     path_problem = "the query string contains raw non-ASCII bytes (percent-encode them)"
   end
   if path_problem then
@@ -252,7 +280,7 @@ function _M.handle()
   -- parsers behind it disagree about them, so none is forwarded.
   for _, value in pairs(headers) do
     if type(value) == "table" then value = table.concat(value, " ") end
-    if value:find("[%z\1-\8\10-\31\127]") then
+    if contains(value, RE_CONTROL_BYTES) then
       return errors.exit(400, "a request header contains control bytes")
     end
   end
@@ -279,7 +307,9 @@ function _M.handle()
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
 
-  ngx_var.gw_model = model_of_request(method)
+  -- $gw_model is "" already (gateway-common.conf): a GET costs no variable write.
+  local model = model_of_request(method)
+  if model ~= "" then ngx_var.gw_model = model end
 end
 
 -- For unit tests of the pure parts.
