@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { OllamaGateway } from "./components";
 import { rotationClock, rotationState, type RotationState } from "./config/rotation";
-import { type CredentialRotation, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
+import { CONFIG_KEYS, type CredentialRotation, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
 
 // Every key of this project's namespace, as raw strings: the parser validates them all at once
 // (secrets included, so a bad key is refused before any resource exists) and flags unknown
@@ -19,6 +19,16 @@ const raw = Object.fromEntries(
 const parsed = parseStackConfig(raw);
 if (!parsed.ok) throw new StackConfigError(parsed.errors);
 const s = parsed.settings;
+
+// Pulumi.yaml cannot declare these keys `secret: true` (pulumi/pulumi#21865, see CONFIG_KEYS):
+// warn when one is stored in plain text. The SDK's runtime knows, though its typings hide it.
+const runtimeConfig = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+for (const [name, declared] of Object.entries(CONFIG_KEYS)) {
+  const value = raw[name];
+  if (!declared.secret || !value || value === declared.unset || !runtimeConfig.isConfigSecret) continue;
+  if (!runtimeConfig.isConfigSecret(`${prefix}${name}`))
+    pulumi.log.warn(`\`${prefix}${name}\` is stored in plain text in the stack file; set it again with \`pulumi config set --secret ${name}\`.`);
+}
 
 // The program's only reading of the clock, once, before any resource: it picks each rotating
 // credential's generation (an input, like any config value), so a run on a given date with a

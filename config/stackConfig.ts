@@ -27,6 +27,10 @@ type KeyType = "string" | "integer" | "boolean" | "array";
  * Every config key, its type as declared in Pulumi.yaml, and whether it is secret. The CLI
  * requires a declared key without a default, so optional keys declare a default meaning
  * "unset" (`unset`): "" for text, 0 for counts.
+ *
+ * Secret keys are NOT declared `secret: true` in Pulumi.yaml: since Pulumi CLI 3.202 a secret
+ * key with a default fails every `pulumi up` that does not set it ("must be encrypted as it's
+ * secret", pulumi/pulumi#21865). index.ts warns instead when a set value is not encrypted.
  */
 export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unset?: string }> = {
   hostname: { type: "string" },

@@ -31,9 +31,9 @@ installMocks();
 type Program = typeof import("../index");
 
 /** Evaluates index.ts afresh with the given stack config; returns its exports and what it declared. */
-async function evaluate(config: Record<string, unknown>): Promise<{ program: Program; resources: RecordedResource[] }> {
+async function evaluate(config: Record<string, unknown>, plainText: string[] = []): Promise<{ program: Program; resources: RecordedResource[] }> {
   resetRecorded();
-  setStackConfig(config);
+  setStackConfig(config, plainText);
   vi.resetModules();
   const program = await import("../index.js");
   await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
@@ -464,5 +464,25 @@ describe("enterprise authentication and network restriction", () => {
     );
     await settle();
     expect(recorded).toEqual([]);
+  });
+});
+
+describe("secret keys stored in plain text", () => {
+  it("are deployed but warned about, since Pulumi.yaml cannot declare them secret", async () => {
+    const warn = vi.spyOn(pulumi.log, "warn").mockImplementation(async () => undefined);
+    try {
+      const supplied = JSON.stringify({ apiKeys: { app: "plain-text-key-000000000000000000" } });
+      await evaluate({ ...devStackConfig(), suppliedSecrets: supplied }, ["suppliedSecrets"]);
+      const messages = warn.mock.calls.map((call) => String(call[0]));
+      expect(messages).toContain(
+        "`ollama-gateway:suppliedSecrets` is stored in plain text in the stack file; set it again with `pulumi config set --secret suppliedSecrets`.",
+      );
+      expect(messages.join("\n")).not.toContain("plain-text-key");
+      warn.mockClear();
+      await evaluate({ ...devStackConfig(), suppliedSecrets: supplied });
+      expect(warn.mock.calls.map((call) => String(call[0])).join("\n")).not.toContain("plain text");
+    } finally {
+      warn.mockRestore();
+    }
   });
 });

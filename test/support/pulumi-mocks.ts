@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { CONFIG_KEYS } from "../../config/stackConfig";
 
 export const PROJECT = "ollama-gateway";
 export const STACK = "dev";
@@ -140,13 +141,19 @@ export function installMocks(): void {
   };
 }
 
-/** Sets stack config (keys without the project prefix); lists and objects as JSON, like the CLI. */
-export function setStackConfig(values: Record<string, unknown>): void {
+/**
+ * Sets stack config (keys without the project prefix); lists and objects as JSON, like the CLI.
+ * Secret keys count as set with `--secret`, except those listed in `plainText`.
+ */
+export function setStackConfig(values: Record<string, unknown>, plainText: string[] = []): void {
   const config = Object.fromEntries(
     Object.entries(values).map(([key, value]) => [`${PROJECT}:${key}`, typeof value === "string" ? value : JSON.stringify(value)]),
   );
+  const secretKeys = Object.keys(values)
+    .filter((key) => CONFIG_KEYS[key]?.secret && !plainText.includes(key))
+    .map((key) => `${PROJECT}:${key}`);
   process.env.PULUMI_CONFIG = JSON.stringify(config);
-  pulumi.runtime.setAllConfig(config);
+  pulumi.runtime.setAllConfig(config, secretKeys);
 }
 
 /** Waits until every resource registration has been answered. */
