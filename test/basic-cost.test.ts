@@ -55,6 +55,17 @@ describe.runIf(nginxTestsEnabled)("Basic authentication cost on one worker", () 
     expect(slowestRepeat).toBeLessThan(first.ms / 3);
   });
 
+  it("spends a bcrypt on unknown user names too, so timing does not reveal which names exist", async () => {
+    const url = `${gateway.url}/api/version`;
+    const unknown = await timed(url, basic("nobody-here", "some-password-1"));
+    const wrong = await timed(url, basic("dave", "some-password-1"));
+    console.info(`[measure] bcrypt-12: unknown user ${unknown.ms.toFixed(1)} ms, wrong password ${wrong.ms.toFixed(1)} ms`);
+    expect(unknown.status).toBe(401);
+    expect(wrong.status).toBe(401);
+    // Without the decoy an unknown name would be answered in about a millisecond.
+    expect(unknown.ms).toBeGreaterThan(wrong.ms / 3);
+  });
+
   it("keeps serving other clients while wrong passwords are being hashed", async () => {
     const url = `${gateway.url}/api/version`;
     // 12 distinct wrong passwords at once: ~12 bcrypt-12 hashes, over 1 s of CPU in the pool.

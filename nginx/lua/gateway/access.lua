@@ -105,6 +105,16 @@ end
 -- Basic: bcrypt is verified in the thread pool once; afterwards a digest of (hash, password)
 -- in a shared dict proves the pair was verified. The digest includes the stored hash, so a
 -- changed or removed password never matches a cached entry.
+-- Unknown user names cost a bcrypt too, against a decoy (a real hash's cost, a salt no password
+-- was hashed with), so response time does not tell which names exist.
+local function decoy_entries()
+  local _, list = next(store.users)
+  if not list then return nil end
+  local hash = list[1].hash
+  local salt_char = str_sub(hash, 8, 8)
+  return { { hash = str_sub(hash, 1, 7) .. (salt_char == "a" and "b" or "a") .. str_sub(hash, 9), decoy = true } }
+end
+
 local function check_basic(encoded)
   if #encoded > 1024 then
     return unauthorized("malformed Basic credentials")
@@ -129,14 +139,14 @@ local function check_basic(encoded)
   if store.users_status ~= "ok" then
     return errors.exit(503, "Basic users are unavailable: the gateway's credential store could not be read")
   end
-  local entries = store.users[name]
+  local entries = store.users[name] or decoy_entries()
   local now = ngx.time()
   if entries then
     for _, entry in ipairs(entries) do
       if live(entry, now) then
         local cache_key = crypto.sha256_hex(entry.hash .. "\0" .. password)
         local cached = basic_cache:get(cache_key)
-        if cached == 1 then
+        if cached == 1 and not entry.decoy then
           entry.name = name
           return entry
         end
@@ -153,7 +163,7 @@ local function check_basic(encoded)
             return errors.exit(503, "password verification is unavailable")
           end
           basic_cache:set(cache_key, matched and 1 or 0, matched and config.basic_cache_ttl or config.basic_negative_ttl)
-          if matched then
+          if matched and not entry.decoy then
             entry.name = name
             return entry
           end
