@@ -121,7 +121,10 @@ describe.runIf(nginxTestsEnabled)("the openresty flavour", () => {
     try {
       expect(readFileSync(path.join(gateway.dir, "conf", "nginx.conf"), "utf8")).not.toContain("load_module");
       expect((await request(`${gateway.url}/api/version`, { headers: { Authorization: `Bearer ${VALID_KEY}` } })).status).toBe(200);
-      expect((await request(`${gateway.url}/api/version`)).status).toBe(401);
+      const refused = await request(`${gateway.url}/api/version`);
+      expect(refused.status).toBe(401);
+      // No Basic users in this spec: only the Bearer scheme is offered.
+      expect(refused.headers.get("www-authenticate")).toBe('Bearer realm="ollama-gateway"');
     } finally {
       await gateway.stop();
       await fake.close();

@@ -21,7 +21,9 @@ local failures = ngx.shared.gw_failures
 local _M = {}
 
 local SCOPE_RANK = { read = 1, inference = 2, admin = 3 }
-local CHALLENGE = 'Bearer realm="' .. config.realm .. '", Basic realm="' .. config.realm .. '", charset="UTF-8"'
+-- WWW-Authenticate names the schemes that can succeed: Basic only while there are Basic users.
+local BEARER_CHALLENGE = 'Bearer realm="' .. config.realm .. '"'
+local BOTH_CHALLENGE = BEARER_CHALLENGE .. ', Basic realm="' .. config.realm .. '", charset="UTF-8"'
 -- RFC 6750 token68: what a Bearer token (and an X-API-Key) may contain.
 local RE_TOKEN68 = "^[A-Za-z0-9\\-._~+/]+=*\\z"
 -- Character scans run as (cached, JIT-compiled) PCRE: a Lua pattern with a character class
@@ -44,7 +46,7 @@ local function contains(subject, regex)
 end
 
 local function unauthorized(message)
-  return errors.exit(401, message, { ["WWW-Authenticate"] = CHALLENGE })
+  return errors.exit(401, message, { ["WWW-Authenticate"] = next(store.users) and BOTH_CHALLENGE or BEARER_CHALLENGE })
 end
 
 -- Raw paths that nginx and Ollama's router could read differently are refused: percent
