@@ -28,10 +28,11 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { bcryptHash, sha256Hex } from "../bundle/credentials";
 import { renderBundle } from "../bundle/render";
 import { type GatewaySpecInput, validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
+import { sha256Hex } from "../bundle/credentials";
+import { BASIC_USERS, basicHeader, type BenchCredentials, makeCredentials, validKey } from "./lib/credentials";
 import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess, writeFile } from "./lib/procs";
 
 const { values: args } = parseArgs({
@@ -53,7 +54,6 @@ const CONF_DIR = args["conf-dir"] ? path.resolve(args["conf-dir"]) : undefined;
 const KEEP = args.keep ? path.resolve(args.keep) : undefined;
 const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 
-const BASIC_USERS = 1_000;
 const PLAIN_TEMPLATE = path.join(BENCH_DIR, "conf", "plain.conf.template");
 const NAIVE_LUA = path.join(BENCH_DIR, "conf", "naive-access.lua");
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "instructions.md");
@@ -63,30 +63,6 @@ const REQUEST_PATH = "/api/version";
 const log = (message: string) => console.log(`[instructions ${new Date().toISOString().slice(11, 19)}] ${message}`);
 const fmt = (value: number, digits = 0) => value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-// Same credentials as bench/run.ts.
-const keyFor = (i: number) => `bench-${String(i).padStart(6, "0")}-${sha256Hex(`bench-key/${i}`).slice(0, 32)}`;
-const basicHeader = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
-
-interface Creds {
-  keys: string[];
-  basicUser: string;
-  basicPassword: string;
-  basicUsers: { name: string; passwordHash: string; scope: "inference" }[];
-}
-
-function makeCredentials(maxKeys: number): Creds {
-  const keys = Array.from({ length: maxKeys }, (_, i) => keyFor(i));
-  const basicUser = `basic-${String(BASIC_USERS / 2).padStart(4, "0")}`;
-  const basicPassword = "bench-password-correct-horse";
-  const ownHash = bcryptHash(basicPassword, 10);
-  const fillerHash = bcryptHash("filler-password-not-used", 10);
-  const basicUsers = Array.from({ length: BASIC_USERS }, (_, i) => {
-    const name = `basic-${String(i).padStart(4, "0")}`;
-    return { name, passwordHash: name === basicUser ? ownHash : fillerHash, scope: "inference" as const };
-  });
-  return { keys, basicUser, basicPassword, basicUsers };
-}
-const validKey = (creds: Creds, count: number) => creds.keys[Math.floor(count / 2)];
 
 // ---------------------------------------------------------------------------------------------
 // Instances: a prefix directory, then nginx as a single process under callgrind
@@ -110,7 +86,7 @@ const plainInstance: Instance = {
   prepare: (dir, port, upstream) => writeFile(dir, "conf/nginx.conf", plainConf(port, upstream, "            # no authentication", "")),
 };
 
-function naiveInstance(creds: Creds, count: number): Instance {
+function naiveInstance(creds: BenchCredentials, count: number): Instance {
   return {
     id: `naive-${count}`,
     prepare(dir, port, upstream) {
@@ -124,7 +100,7 @@ function naiveInstance(creds: Creds, count: number): Instance {
   };
 }
 
-function oursInstance(creds: Creds, count: number): Instance {
+function oursInstance(creds: BenchCredentials, count: number): Instance {
   return {
     id: `ours-${count}`,
     prepare(dir, port, upstream) {

@@ -13,10 +13,11 @@ import { execFileSync, execSync, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { bcryptHash, sha256Hex } from "../bundle/credentials";
+import { sha256Hex } from "../bundle/credentials";
 import { renderBundle, renderCredentialFiles } from "../bundle/render";
 import { type GatewaySpecInput, validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
+import { BASIC_USERS, basicHeader, type BenchCredentials, makeCredentials, validKey } from "./lib/credentials";
 import { startDistributedFlood } from "./lib/flood";
 import { plotLatency, plotScaling, type LatencyBar, type ScalingPoint } from "./lib/plot";
 import {
@@ -44,7 +45,6 @@ const LOAD = { threads: 2, connections: 32 };
 const LEGIT = { threads: 1, connections: 4, delayMs: 10 };
 const FLOOD = { threads: 1, connections: 32 };
 const KEY_COUNTS = [10, 1_000, 10_000, 100_000];
-const BASIC_USERS = 1_000;
 /** Naive proxy runs whose key file is this large get the short duration. */
 const NAIVE_SLOW_FROM = 100_000;
 const STREAM = { chunks: 10, chunkIntervalMs: 10 };
@@ -70,9 +70,6 @@ const fmt = (value: number, digits = 2) => (Number.isFinite(value) ? value.toLoc
 const pct = (share: number) => (Number.isFinite(share) ? `${Math.round(share * 100)}%` : "n/a");
 const log = (message: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
 
-/** Deterministic, token68, 40+ characters. */
-const keyFor = (i: number) => `bench-${String(i).padStart(6, "0")}-${sha256Hex(`bench-key/${i}`).slice(0, 32)}`;
-const basicHeader = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`;
 
 function machine() {
   const cpuModel = /model name\s*:\s*(.*)/.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
@@ -113,32 +110,8 @@ interface Instances {
   all: Running[];
 }
 
-interface Credentials {
-  keys: string[];
-  basicUser: string;
-  basicPassword: string;
-  basicUsers: { name: string; passwordHash: string; scope: "inference" }[];
-}
 
-/** The key a benchmark caller uses with N keys configured: the middle one (the naive recipe scans half the file). */
-const validKey = (creds: Credentials, count: number) => creds.keys[Math.floor(count / 2)];
-
-function makeCredentials(): Credentials {
-  const keys = Array.from({ length: Math.max(...KEY_COUNTS) }, (_, i) => keyFor(i));
-  const basicUser = `basic-${String(BASIC_USERS / 2).padStart(4, "0")}`;
-  const basicPassword = "bench-password-correct-horse";
-  // Cost 10 like a real deployment. Hashing 1,000 distinct cost-10 hashes would take ~1 min, so
-  // the other users share one hash of another password; the measured user has its own.
-  const ownHash = bcryptHash(basicPassword, 10);
-  const fillerHash = bcryptHash("filler-password-not-used", 10);
-  const basicUsers = Array.from({ length: BASIC_USERS }, (_, i) => {
-    const name = `basic-${String(i).padStart(4, "0")}`;
-    return { name, passwordHash: name === basicUser ? ownHash : fillerHash, scope: "inference" as const };
-  });
-  return { keys, basicUser, basicPassword, basicUsers };
-}
-
-function oursSpec(upstream: string, port: number, creds: Credentials, keyCount: number): GatewaySpecInput {
+function oursSpec(upstream: string, port: number, creds: BenchCredentials, keyCount: number): GatewaySpecInput {
   return {
     upstream,
     listen: { address: "127.0.0.1", http: port },
@@ -150,7 +123,7 @@ function oursSpec(upstream: string, port: number, creds: Credentials, keyCount: 
   };
 }
 
-async function startOurs(upstream: string, creds: Credentials, keyCount: number): Promise<Running> {
+async function startOurs(upstream: string, creds: BenchCredentials, keyCount: number): Promise<Running> {
   const port = await freePort();
   const spec = validateSpec(oursSpec(upstream, port, creds, keyCount));
   const dir = makePrefix(`ours-${keyCount}`);
@@ -174,7 +147,7 @@ async function startPlain(upstream: string): Promise<Running> {
   return startNginx("plain", dir, port);
 }
 
-async function startNaive(upstream: string, creds: Credentials, keyCount: number): Promise<Running> {
+async function startNaive(upstream: string, creds: BenchCredentials, keyCount: number): Promise<Running> {
   const port = await freePort();
   const dir = makePrefix(`naive-${keyCount}`);
   const lua = readFileSync(NAIVE_LUA, "utf8")
@@ -222,7 +195,7 @@ interface Aggregate {
   socketErrors: number;
 }
 
-function loadConfigs(inst: Instances, creds: Credentials): LoadConfig[] {
+function loadConfigs(inst: Instances, creds: BenchCredentials): LoadConfig[] {
   const small = KEY_COUNTS[0];
   const key = validKey(creds, small);
   const configs: LoadConfig[] = [
@@ -258,7 +231,7 @@ async function settle(inst: Instances, config: LoadConfig): Promise<void> {
   await waitIdle([...config.instance.busyPids(), ...inst.fake.busyPids()]);
 }
 
-async function throughput(inst: Instances, creds: Credentials): Promise<Aggregate[]> {
+async function throughput(inst: Instances, creds: BenchCredentials): Promise<Aggregate[]> {
   const configs = loadConfigs(inst, creds);
   log(`warm-up: ${configs.length} configurations, ${P.warmupSeconds} s each`);
   for (const config of configs) {
@@ -354,7 +327,7 @@ interface AbuseResult {
   accessLogStatuses: Record<string, number>;
 }
 
-async function abuse(inst: Instances, creds: Credentials): Promise<AbuseResult> {
+async function abuse(inst: Instances, creds: BenchCredentials): Promise<AbuseResult> {
   const target = inst.ours.get(KEY_COUNTS[0])!;
   const legit: WrkOptions = {
     url: `${target.url}/api/version`,
@@ -468,7 +441,7 @@ interface StreamStats {
   repetitions: number;
 }
 
-async function streaming(inst: Instances, creds: Credentials): Promise<StreamStats[]> {
+async function streaming(inst: Instances, creds: BenchCredentials): Promise<StreamStats[]> {
   const proxy = inst.ours.get(KEY_COUNTS[0])!;
   const auth = { Authorization: `Bearer ${validKey(creds, KEY_COUNTS[0])}` };
   const out: StreamStats[] = [];
@@ -527,7 +500,7 @@ interface DeployResult {
   pulumi: { credentials: number; moduleLoadMs: number; evaluateMs: number; resources: number } | { skipped: string };
 }
 
-async function deployment(creds: Credentials): Promise<DeployResult> {
+async function deployment(creds: BenchCredentials): Promise<DeployResult> {
   const count = Math.max(...KEY_COUNTS);
   const input = oursSpec("http://127.0.0.1:11434", 8080, { ...creds, basicUsers: [] }, count);
   const validate: number[] = [];
@@ -778,7 +751,7 @@ async function main(): Promise<void> {
   }
   const info = machine();
   log(`${QUICK ? "QUICK " : ""}run on ${info.nproc} CPUs (${info.cpuModel}), ${info.nginx}`);
-  const creds = makeCredentials();
+  const creds = makeCredentials(Math.max(...KEY_COUNTS));
   const started_: Running[] = [];
   const stopAll = async () => {
     for (const p of started_.reverse()) await p.stop().catch(() => undefined);
