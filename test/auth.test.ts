@@ -205,7 +205,7 @@ describe.runIf(nginxTestsEnabled)("authentication through the real nginx", () =>
     });
     await request(`${gateway.url}/api/tags?key=${KEYS.admin}`, { headers: bearer(KEYS.admin) });
     await new Promise((r) => setTimeout(r, 200));
-    const entries = gateway.accessLog();
+    const entries = await gateway.settledAccessLog();
     expect(entries.some((e) => e.caller === "user-inference" && e.auth === "basic" && e.model === "gemma3:1b")).toBe(true);
     expect(entries.some((e) => e.caller === "key-admin" && e.scope === "admin" && e.path === "/api/tags")).toBe(true);
     const everything = gateway.accessLogText() + gateway.errorLog();

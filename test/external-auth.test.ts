@@ -136,8 +136,8 @@ describe.runIf(nginxTestsEnabled)("external authentication through the real ngin
     expect((await call(gateway, "allow:admin", {}, "/api/pull", "POST")).status).toBe(200);
     expect((await call(gateway, "allow:read", {}, "/api/tags")).status).toBe(200);
     await new Promise((r) => setTimeout(r, 200));
-    expect(gateway.accessLog().some((e) => e.caller === "carol_example.test" || e.caller === "carol@example.test")).toBe(true);
-    const entry = gateway.accessLog().find((e) => e.auth === "external" && e.path === "/api/generate")!;
+    expect((await gateway.settledAccessLog()).some((e) => e.caller === "carol_example.test" || e.caller === "carol@example.test")).toBe(true);
+    const entry = (await gateway.settledAccessLog()).find((e) => e.auth === "external" && e.path === "/api/generate")!;
     expect(entry).toMatchObject({ caller: "carol@example.test", scope: "inference", status: 200 });
     // The cookie and credentials never reach Ollama.
     const forwarded = fake.requests.find((r) => r.rawPath === "/api/generate?x=1")!;

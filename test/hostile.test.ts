@@ -298,6 +298,18 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
     gateway.accessLog().filter((e) => e.upstream_status !== "" && e.path !== "/healthz").map((e) => `${e.method} ${e.path} -> ${e.upstream_status}`);
 
   /**
+   * nginx writes a request's access-log line in its log phase, after the client already has the
+   * response, so a test that reads the log right after a request can miss the line. Waits until
+   * the log has caught up with what the fake received (or 2 s pass), then returns the count.
+   */
+  async function settledUpstreamContacts(): Promise<number> {
+    const received = () => fake.requests.filter((r) => r.rawPath.split("?")[0] !== "/healthz").length;
+    const deadline = Date.now() + 2000;
+    while (upstreamContacts().length < received() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return upstreamContacts().length;
+  }
+
+  /**
    * nginx's record must agree with the fake's: every upstream contact in the access log was seen
    * (and judged) by the fake. A contact the fake did not record would be bytes its HTTP parser
    * refused, i.e. something the property could not check.
@@ -326,7 +338,7 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
       let forwardedCount = 0;
       let runs = 0;
       const upstreamBefore = fake.requests.length;
-      const contactsBefore = upstreamContacts().length;
+      const contactsBefore = await settledUpstreamContacts();
       await fc.assert(
         fc.asyncProperty(
           fc.oneof({ weight: 1, arbitrary: validCredentialArb as fc.Arbitrary<CredentialCase> }, { weight: 4, arbitrary: hostileCredentialArb }),
@@ -353,7 +365,7 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
         { seed: SEED, numRuns: FUZZ_RUNS, verbose: 1 },
       );
       statsLine("credentials", statuses, forwardedCount, runs);
-      await new Promise((r) => setTimeout(r, 100));
+      await settledUpstreamContacts();
       expectLogAgrees(contactsBefore, upstreamBefore);
       expect(forwardedCount).toBeGreaterThan(FUZZ_RUNS / 20);
     }, 120_000);
@@ -363,7 +375,7 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
       let forwardedCount = 0;
       let runs = 0;
       const upstreamBefore = fake.requests.length;
-      const contactsBefore = upstreamContacts().length;
+      const contactsBefore = await settledUpstreamContacts();
       await fc.assert(
         fc.asyncProperty(validCredentialArb, pathCaseArb, async (credential, pathCase) => {
           const hasBody = !["GET", "HEAD"].includes(pathCase.method.toUpperCase());
@@ -381,7 +393,7 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
         { seed: SEED + 1, numRuns: FUZZ_RUNS, verbose: 1 },
       );
       statsLine("methods and paths", statuses, forwardedCount, runs);
-      await new Promise((r) => setTimeout(r, 100));
+      await settledUpstreamContacts();
       expectLogAgrees(contactsBefore, upstreamBefore);
       expect(forwardedCount).toBeGreaterThan(FUZZ_RUNS / 20);
     }, 120_000);

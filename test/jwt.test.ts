@@ -169,7 +169,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
       expect(response.status, `${alg}: ${response.body}`).toBe(200);
     }
     await new Promise((r) => setTimeout(r, 200));
-    const entries = gateway.accessLog();
+    const entries = await gateway.settledAccessLog();
     for (const sub of ["hs-user", "rs-user", "es-user"])
       expect(entries.some((e) => e.caller === sub && e.auth === "jwt" && e.scope === "inference" && e.status === 200)).toBe(true);
   });
@@ -411,7 +411,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
       expect.soft(response.status, JSON.stringify(sub)).toBe(401);
     }
     await new Promise((r) => setTimeout(r, 200));
-    const callers = gateway.accessLog().map((e) => e.caller);
+    const callers = (await gateway.settledAccessLog()).map((e) => e.caller);
     expect(callers).toContain("Zo____x___evil_");
     expect(callers).toContain("12345");
     expect(callers).toContain("a".repeat(64));
@@ -423,7 +423,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
   it("checks the API key table first, so a key shaped like a JWT still works", async () => {
     expect((await call(DOTTED_KEY)).status).toBe(200);
     await new Promise((r) => setTimeout(r, 200));
-    expect(gateway.accessLog().some((e) => e.caller === "dotted-key" && e.auth === "bearer")).toBe(true);
+    expect((await gateway.settledAccessLog()).some((e) => e.caller === "dotted-key" && e.auth === "bearer")).toBe(true);
     // X-API-Key never takes JWTs.
     const viaApiKeyHeader = await request(`${gateway.url}/api/tags`, { headers: { "X-API-Key": await hs(baseClaims()) } });
     expect(viaApiKeyHeader.status).toBe(401);

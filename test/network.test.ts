@@ -82,7 +82,7 @@ describe.runIf(nginxTestsEnabled)("network restriction through the real nginx", 
     // A denied client without credentials gets 403, an allowed one 401.
     expect((await getFrom("127.0.0.2", `${gateway.url}/api/tags`, {})).status).toBe(401);
     await new Promise((r) => setTimeout(r, 200));
-    const refusedEntries = gateway.accessLog().filter((e) => e.status === 403);
+    const refusedEntries = (await gateway.settledAccessLog()).filter((e) => e.status === 403);
     expect(refusedEntries.length).toBeGreaterThan(0);
     expect(refusedEntries.every((e) => e.client !== "127.0.0.2" && e.caller === "")).toBe(true);
   });

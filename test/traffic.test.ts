@@ -261,7 +261,7 @@ describe.runIf(nginxTestsEnabled)("traffic through the real nginx", () => {
         body: JSON.stringify({ model: FAKE_MODEL, messages: [{ role: "user", content: "hi" }], stream: false }),
       });
       await new Promise((r) => setTimeout(r, 200));
-      const entry = gateway.accessLog().reverse().find((e) => e.caller === "carol" && e.path === "/api/chat")!;
+      const entry = (await gateway.settledAccessLog()).reverse().find((e) => e.caller === "carol" && e.path === "/api/chat")!;
       expect(entry).toMatchObject({ caller: "carol", scope: "inference", auth: "basic", method: "POST", model: FAKE_MODEL, status: 200 });
       expect(entry.time).toMatch(/^\d{4}-\d\d-\d\dT/);
       expect(entry.request_time).toBeGreaterThan(0.2);

@@ -91,7 +91,13 @@ export interface RunningGateway {
   pid: number;
   /** Renders credentials for a new spec into the running bundle (atomic renames, no reload). */
   updateCredentials(spec: GatewaySpecInput): void;
+  /** The access log as it is now; a request answered a moment ago may not be in it yet. */
   accessLog(): AccessLogEntry[];
+  /**
+   * The access log once nginx has stopped writing to it for 50 ms (at most 2 s). nginx logs a
+   * request after the client already has the response, so assertions on the log use this.
+   */
+  settledAccessLog(): Promise<AccessLogEntry[]>;
   accessLogText(): string;
   errorLog(): string;
   /** Everything nginx wrote to stdout/stderr. */
@@ -149,6 +155,12 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const errorLog = () => read("logs/error.log") + output;
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
 
+  const parseAccessLog = (text: string) =>
+    text
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as AccessLogEntry);
+
   const gateway: RunningGateway = {
     url: `http://${host}:${spec.listen.http}`,
     httpsUrl: httpsPort ? `https://${host}:${httpsPort}` : undefined,
@@ -160,11 +172,17 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
       writeBundle(dir, renderCredentialFiles(nextSpec, hashPassword));
     },
     accessLogText: () => read("logs/access.log"),
-    accessLog: () =>
-      read("logs/access.log")
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as AccessLogEntry),
+    accessLog: () => parseAccessLog(read("logs/access.log")),
+    async settledAccessLog() {
+      const deadline = Date.now() + 2000;
+      let text = read("logs/access.log");
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 50));
+        const now = read("logs/access.log");
+        if (now === text || Date.now() > deadline) return parseAccessLog(now);
+        text = now;
+      }
+    },
     errorLog,
     output: () => output,
     reload: () => process.kill(child.pid!, "SIGHUP"),
