@@ -1,0 +1,105 @@
+/**
+ * The committed stack files (Pulumi.dev.yaml, Pulumi.staging.yaml, Pulumi.prod.yaml), each
+ * evaluated by the real program under mocks, as `pulumi up --stack <name>` would run it.
+ */
+import { readdirSync } from "node:fs";
+import * as pulumi from "@pulumi/pulumi";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { ROTATION_NOW_VARIABLE } from "../config/rotation";
+import { makeCertificates } from "./support/certs";
+import {
+  findResource,
+  installMocks,
+  readYaml,
+  recorded,
+  resetRecorded,
+  ROOT,
+  setStackConfig,
+  settle,
+  stackFileConfig,
+  TYPES,
+  unwrap,
+  valueOf,
+  type RecordedResource,
+} from "./support/pulumi-mocks";
+
+installMocks();
+// A fixed instant, so that two evaluations fall in the same rotation period.
+process.env[ROTATION_NOW_VARIABLE] = "2026-11-23T12:00:00Z";
+afterAll(() => {
+  delete process.env[ROTATION_NOW_VARIABLE];
+});
+
+async function evaluate(config: Record<string, unknown>): Promise<RecordedResource[]> {
+  resetRecorded();
+  setStackConfig(config);
+  vi.resetModules();
+  const program = await import("../index.js");
+  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
+  await settle();
+  return [...recorded];
+}
+
+const inputsByUrn = (resources: RecordedResource[]) => new Map(resources.map((r) => [r.urn, JSON.stringify(unwrap(r.inputs))]));
+const proxyPorts = () => findResource(TYPES.container, "gateway-proxy-server").inputs.ports;
+const commonConf = () =>
+  findResource(TYPES.container, "gateway-proxy-server").inputs.uploads.find((u: { file: string }) => u.file.endsWith("conf/gateway-common.conf"))
+    .content as string;
+
+describe("the committed stack files", () => {
+  const stacks = readdirSync(ROOT)
+    .map((file) => /^Pulumi\.(.+)\.yaml$/.exec(file)?.[1])
+    .filter((stack): stack is string => stack !== undefined)
+    .sort();
+
+  it("are dev, staging and prod, the stacks the rotation workflow runs", () => {
+    expect(stacks).toEqual(["dev", "prod", "staging"]);
+    expect([...readYaml(".github/workflows/rotate-secrets.yml").jobs.rotate.strategy.matrix.stack].sort()).toEqual(stacks);
+  });
+
+  it.each(["dev", "staging"])("%s deploys as committed, and a second evaluation changes nothing", async (stack) => {
+    const first = inputsByUrn(await evaluate(stackFileConfig(stack)));
+    expect(first.size).toBeGreaterThan(10);
+    const second = inputsByUrn(await evaluate(stackFileConfig(stack)));
+    expect(second).toEqual(first);
+  });
+
+  it("staging serves the office networks only, on every interface, with rotating keys in two slots", async () => {
+    const resources = await evaluate(stackFileConfig("staging"));
+    expect(proxyPorts()).toEqual([
+      { internal: 8080, external: 8080, ip: "0.0.0.0" },
+      { internal: 8443, external: 8443, ip: "0.0.0.0" },
+    ]);
+    expect(commonConf()).toContain(["allow 10.0.0.0/8;", "allow 192.168.0.0/16;", "allow 127.0.0.1;", "deny all;"].join("\n"));
+    const keySlots = resources.filter((r) => r.type === "random:index/randomPassword:RandomPassword" && /webapp|ci|ops|qa/.test(r.name));
+    for (const name of ["webapp", "ci", "ops", "qa"]) expect(keySlots.filter((r) => r.name.includes(`-${name}-`)).length, name).toBe(2);
+  });
+
+  it("prod refuses to deploy until its certificate is set, naming both keys, and declares nothing", async () => {
+    resetRecorded();
+    setStackConfig(stackFileConfig("prod"));
+    vi.resetModules();
+    await expect(import("../index.js")).rejects.toThrow(
+      [
+        "Invalid stack config (2 problems):",
+        "- `ollama-gateway:tlsCertPem` is missing; set it (`cat server.crt | pulumi config set tlsCertPem`) when `tlsMode` is `provided`.",
+        "- `ollama-gateway:tlsKeyPem` is missing; set it (`cat server.key | pulumi config set --secret tlsKeyPem`) when `tlsMode` is `provided`.",
+      ].join("\n"),
+    );
+    await settle();
+    expect(recorded).toEqual([]);
+  });
+
+  it("prod, with its certificate set, serves 80 and 443 with the brought certificate and gives Ollama the GPUs", async () => {
+    const { certPem, keyPem } = makeCertificates("ollama.example.com");
+    const resources = await evaluate({ ...stackFileConfig("prod"), tlsCertPem: certPem, tlsKeyPem: keyPem });
+    expect(resources.filter((r) => r.type.startsWith("tls:"))).toEqual([]);
+    expect(proxyPorts()).toEqual([
+      { internal: 80, external: 80, ip: "0.0.0.0" },
+      { internal: 443, external: 443, ip: "0.0.0.0" },
+    ]);
+    const ollama = findResource(TYPES.container, "gateway-ollama-server");
+    expect(ollama.inputs.gpus).toBe("all");
+    expect(ollama.inputs.envs).toEqual(expect.arrayContaining(["OLLAMA_KEEP_ALIVE=30m", "OLLAMA_NUM_PARALLEL=4"]));
+  });
+});
