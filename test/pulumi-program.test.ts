@@ -14,32 +14,20 @@ import {
   installMocks,
   isSecretValue,
   outputIsSecret,
-  recorded,
-  resetRecorded,
   resourcesOfType,
-  setStackConfig,
-  settle,
   TYPES,
   unwrap,
   valueOf,
   type RecordedResource,
   devStackConfig,
+  evaluateProgram,
+  expectProgramRefuses,
+  type Program,
 } from "./support/pulumi-mocks";
 
 installMocks();
 
-type Program = typeof import("../index");
-
-/** Evaluates index.ts afresh with the given stack config; returns its exports and what it declared. */
-async function evaluate(config: Record<string, unknown>, plainText: string[] = []): Promise<{ program: Program; resources: RecordedResource[] }> {
-  resetRecorded();
-  setStackConfig(config, plainText);
-  vi.resetModules();
-  const program = await import("../index.js");
-  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
-  await settle();
-  return { program, resources: [...recorded] };
-}
+const evaluate = evaluateProgram;
 
 const containers = () => resourcesOfType(TYPES.container);
 
@@ -287,19 +275,12 @@ describe("stack variants", () => {
   });
 
   it("refuses invalid config with every problem listed and declares nothing", async () => {
-    resetRecorded();
-    setStackConfig({ ...devStackConfig(), httpPort: "70000", apiKeys: JSON.stringify(["app:root"]), ollamaImage: "ollama/ollama:latest" });
-    vi.resetModules();
-    await expect(import("../index.js")).rejects.toThrow(
-      [
+    await expectProgramRefuses({ ...devStackConfig(), httpPort: "70000", apiKeys: JSON.stringify(["app:root"]), ollamaImage: "ollama/ollama:latest" }, [
         "Invalid stack config (3 problems):",
         "- `ollama-gateway:httpPort` is 70000; use a TCP port between 1 and 65535.",
         '- `ollama-gateway:ollamaImage` is "ollama/ollama:latest"; pin a version tag such as `ollama/ollama:0.12.6` (not `latest`, not untagged).',
-        '- `ollama-gateway:apiKeys[0].scope` is "root"; use one of `read`, `inference`, `admin`.',
-      ].join("\n"),
-    );
-    await settle();
-    expect(recorded).toEqual([]);
+      '- `ollama-gateway:apiKeys[0].scope` is "root"; use one of `read`, `inference`, `admin`.',
+    ]);
   });
 });
 
@@ -444,26 +425,22 @@ describe("enterprise authentication and network restriction", () => {
   });
 
   it("refuses invalid JWT, external auth and network config with exact messages and declares nothing", async () => {
-    resetRecorded();
-    setStackConfig({
-      ...enterpriseConfig(),
-      jwtHs256Secret: "too-short",
-      externalAuthMode: "always",
-      denyCidrs: JSON.stringify(["127.0.0.1"]),
-      allowCidrs: JSON.stringify(["10.1.0.0/8"]),
-    });
-    vi.resetModules();
-    await expect(import("../index.js")).rejects.toThrow(
+    await expectProgramRefuses(
+      {
+        ...enterpriseConfig(),
+        jwtHs256Secret: "too-short",
+        externalAuthMode: "always",
+        denyCidrs: JSON.stringify(["127.0.0.1"]),
+        allowCidrs: JSON.stringify(["10.1.0.0/8"]),
+      },
       [
         "Invalid stack config (4 problems):",
         "- `ollama-gateway:jwtHs256Secret` is a secret of 9 characters (not shown); use at least 32 characters (RFC 7518: the key must be as long as the hash).",
         '- `ollama-gateway:denyCidrs[0]` is "127.0.0.1", which covers 127.0.0.1, where the proxy\'s own healthcheck comes from; remove it (inside the container 127.0.0.1 is only the proxy itself).',
         '- `ollama-gateway:externalAuthMode` is "always"; use `fallback` or `exclusive`.',
         '- `ollama-gateway:allowCidrs[0]` ("10.1.0.0/8") has host bits set; use the network address of the block.',
-      ].join("\n"),
+      ],
     );
-    await settle();
-    expect(recorded).toEqual([]);
   });
 });
 

@@ -3,28 +3,24 @@
  * older slot of the rotated credential and the credential writer, never a long-running
  * container, and the credential files carry the previous secret until its notAfter.
  */
-import * as pulumi from "@pulumi/pulumi";
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { bcryptVerify, sha256Hex, toUnixSeconds } from "../bundle/credentials";
 import { DAY_MS, HOUR_MS, ROTATION_NOW_VARIABLE, rotationState } from "../config/rotation";
 import { parseStackConfig } from "../config/stackConfig";
 import {
   devStackConfig,
+  evaluateProgram,
   installMocks,
   outputIsSecret,
-  recorded,
-  resetRecorded,
-  setStackConfig,
-  settle,
   TYPES,
   unwrap,
   valueOf,
+  type Program,
   type RecordedResource,
 } from "./support/pulumi-mocks";
 
 installMocks();
 
-type Program = typeof import("../index");
 interface Evaluation {
   program: Program;
   resources: RecordedResource[];
@@ -36,14 +32,8 @@ interface Evaluation {
 }
 
 async function evaluate(config: Record<string, unknown>, now: string): Promise<Evaluation> {
-  resetRecorded();
-  setStackConfig(config);
   process.env[ROTATION_NOW_VARIABLE] = now;
-  vi.resetModules();
-  const program = await import("../index.js");
-  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
-  await settle();
-  const resources = [...recorded];
+  const { program, resources } = await evaluateProgram(config);
   const writer = resources.find((r) => r.name === "gateway-proxy-credentials-writer")!;
   const files = Object.fromEntries(
     (unwrap(writer.inputs.uploads) as { file: string; content: string }[]).map((u) => [u.file.replace("/staging/", ""), u.content]),

@@ -3,23 +3,19 @@
  * evaluated by the real program under mocks, as `pulumi up --stack <name>` would run it.
  */
 import { readdirSync } from "node:fs";
-import * as pulumi from "@pulumi/pulumi";
-import { afterAll, describe, expect, it, vi } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { ROTATION_NOW_VARIABLE } from "../config/rotation";
 import { makeCertificates } from "./support/certs";
 import {
+  evaluateProgram,
+  expectProgramRefuses,
   findResource,
   installMocks,
   readYaml,
-  recorded,
-  resetRecorded,
   ROOT,
-  setStackConfig,
-  settle,
   stackFileConfig,
   TYPES,
   unwrap,
-  valueOf,
   type RecordedResource,
 } from "./support/pulumi-mocks";
 
@@ -31,15 +27,8 @@ afterAll(() => {
 });
 
 async function evaluate(config: Record<string, unknown>): Promise<RecordedResource[]> {
-  resetRecorded();
-  setStackConfig(config);
-  vi.resetModules();
-  const program = await import("../index.js");
-  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
-  await settle();
-  return [...recorded];
+  return (await evaluateProgram(config)).resources;
 }
-
 const inputsByUrn = (resources: RecordedResource[]) => new Map(resources.map((r) => [r.urn, JSON.stringify(unwrap(r.inputs))]));
 const proxyPorts = () => findResource(TYPES.container, "gateway-proxy-server").inputs.ports;
 const commonConf = () =>
@@ -76,18 +65,11 @@ describe("the committed stack files", () => {
   });
 
   it("prod refuses to deploy until its certificate is set, naming both keys, and declares nothing", async () => {
-    resetRecorded();
-    setStackConfig(stackFileConfig("prod"));
-    vi.resetModules();
-    await expect(import("../index.js")).rejects.toThrow(
-      [
-        "Invalid stack config (2 problems):",
-        "- `ollama-gateway:tlsCertPem` is missing; set it (`cat server.crt | pulumi config set tlsCertPem`) when `tlsMode` is `provided`.",
-        "- `ollama-gateway:tlsKeyPem` is missing; set it (`cat server.key | pulumi config set --secret tlsKeyPem`) when `tlsMode` is `provided`.",
-      ].join("\n"),
-    );
-    await settle();
-    expect(recorded).toEqual([]);
+    await expectProgramRefuses(stackFileConfig("prod"), [
+      "Invalid stack config (2 problems):",
+      "- `ollama-gateway:tlsCertPem` is missing; set it (`cat server.crt | pulumi config set tlsCertPem`) when `tlsMode` is `provided`.",
+      "- `ollama-gateway:tlsKeyPem` is missing; set it (`cat server.key | pulumi config set --secret tlsKeyPem`) when `tlsMode` is `provided`.",
+    ]);
   });
 
   it("prod, with its certificate set, serves 80 and 443 with the brought certificate and gives Ollama the GPUs", async () => {

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { expect, vi } from "vitest";
 import { CONFIG_KEYS } from "../../config/stackConfig";
 
 export const PROJECT = "ollama-gateway";
@@ -163,6 +164,35 @@ export async function settle(): Promise<void> {
 
 export function resetRecorded(): void {
   recorded.length = 0;
+}
+
+export type Program = typeof import("../../index");
+
+/**
+ * Evaluates index.ts afresh with the given stack config, as one `pulumi up` would (mocks
+ * installed first); returns its exports, every output resolved, and what it declared.
+ */
+export async function evaluateProgram(
+  config: Record<string, unknown>,
+  plainText: string[] = [],
+): Promise<{ program: Program; resources: RecordedResource[] }> {
+  resetRecorded();
+  setStackConfig(config, plainText);
+  vi.resetModules();
+  const program: Program = await import("../../index.js");
+  await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
+  await settle();
+  return { program, resources: [...recorded] };
+}
+
+/** Evaluates index.ts with config it must refuse: it fails with `lines` and declares nothing. */
+export async function expectProgramRefuses(config: Record<string, unknown>, lines: string[]): Promise<void> {
+  resetRecorded();
+  setStackConfig(config);
+  vi.resetModules();
+  await expect(import("../../index.js")).rejects.toThrow(lines.join("\n"));
+  await settle();
+  expect(recorded).toEqual([]);
 }
 
 export function findResource(type: string, name: string): RecordedResource {
