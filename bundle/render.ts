@@ -127,16 +127,31 @@ function enterpriseAuthLua(spec: GatewaySpec): string[] {
   return lines;
 }
 
-/** nginx `allow`/`deny` rules: deny entries first, then allow entries, then `deny all` if any allow. */
+/**
+ * The client address (nginx realip, for trusted proxies only), then the `allow`/`deny` rules:
+ * deny entries first, then allow entries, then `deny all` if any allow.
+ */
 export function renderNetworkRules(network: GatewaySpec["network"]): string {
-  if (network.allow.length === 0 && network.deny.length === 0)
-    return "# No client address restrictions (spec `network`).";
-  return [
-    "# Client addresses (spec `network`), checked before any credential; refused: 403 JSON.",
-    ...network.deny.map((c) => `deny ${c};`),
-    ...network.allow.map((c) => `allow ${c};`),
-    ...(network.allow.length > 0 ? ["deny all;"] : []),
-  ].join("\n");
+  const realIp =
+    network.trustedProxies.length === 0
+      ? ["# The client address is the peer's: no trusted proxies (spec `network.trustedProxies`)."]
+      : [
+          `# The client address comes from ${network.clientAddressHeader} only on requests from these proxies`,
+          "# (spec `network.trustedProxies`): the last address in it that is not itself a trusted proxy.",
+          ...network.trustedProxies.map((c) => `set_real_ip_from ${c};`),
+          `real_ip_header ${network.clientAddressHeader};`,
+          "real_ip_recursive on;",
+        ];
+  const rules =
+    network.allow.length === 0 && network.deny.length === 0
+      ? ["# No client address restrictions (spec `network`)."]
+      : [
+          "# Client addresses (spec `network`), checked before any credential; refused: 403 JSON.",
+          ...network.deny.map((c) => `deny ${c};`),
+          ...network.allow.map((c) => `allow ${c};`),
+          ...(network.allow.length > 0 ? ["deny all;"] : []),
+        ];
+  return [...realIp, ...rules].join("\n");
 }
 
 /** The internal location that asks the external authentication service. */

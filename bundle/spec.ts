@@ -216,6 +216,15 @@ const cidr = z.string().superRefine((value, ctx) => {
   const problem = cidrProblem(value);
   if (problem) ctx.addIssue({ code: "custom", input: value, message: problem });
 });
+/** A trusted proxy's block: as `cidr`, but never every address (any client could then pick its own). */
+const trustedProxyCidr = cidr.superRefine((value, ctx) => {
+  if (cidrProblem(value) === undefined && /\/0+$/.test(value))
+    ctx.addIssue({
+      code: "custom",
+      input: value,
+      message: "trusts every address, so any client could choose the address it is seen with; list your load balancers' addresses",
+    });
+});
 
 export const gatewaySpecSchema = z
   .strictObject({
@@ -282,8 +291,23 @@ export const gatewaySpecSchema = z
     externalAuth: externalAuthSection.optional(),
     /** Client addresses: `deny` first, then `allow`; with any `allow`, everything else is refused (403). */
     network: z
-      .strictObject({ allow: z.array(cidr).max(1000).default([]), deny: z.array(cidr).max(1000).default([]) })
-      .default({ allow: [], deny: [] }),
+      .strictObject({
+        allow: z.array(cidr).max(1000).default([]),
+        deny: z.array(cidr).max(1000).default([]),
+        /**
+         * Load balancers or reverse proxies in front of the gateway. A request from one of them is
+         * treated as coming from the address it names in `clientAddressHeader` (nginx's realip
+         * module, the last address not itself trusted), for `allow`/`deny`, failed-login limits and
+         * the log. Default none: the header is ignored, the peer's address counts.
+         */
+        trustedProxies: z.array(trustedProxyCidr).max(1000).default([]),
+        /** The header trusted proxies put the client's address in. Default `X-Forwarded-For`. */
+        clientAddressHeader: z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9-]{0,63}$/, { error: "use a header name of letters, digits and hyphens, such as X-Forwarded-For or X-Real-IP" })
+          .default("X-Forwarded-For"),
+      })
+      .default({ allow: [], deny: [], trustedProxies: [], clientAddressHeader: "X-Forwarded-For" }),
   })
   .superRefine((spec, ctx) => {
     const seen = new Map<string, string>();

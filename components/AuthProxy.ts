@@ -79,6 +79,7 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     ...(jwt ? { jwt: { ...jwt, hs256Secrets: jwt.algorithms.includes("HS256") ? [HS256_PLACEHOLDER] : [] } } : {}),
     // With an allow list, the container's own healthcheck (from 127.0.0.1) must still get through.
     network: {
+      ...network,
       deny: network?.deny ?? [],
       allow: allow.length > 0 && !allow.includes(HEALTHCHECK_SOURCE) ? [...allow, HEALTHCHECK_SOURCE] : allow,
     },

@@ -67,8 +67,10 @@ export interface OllamaGatewayArgs {
    * Client address lists (CIDR blocks or addresses): `deny` first, then `allow`; with any
    * `allow`, other addresses get 403. `127.0.0.1` is added to `allow` for the container's own
    * healthcheck, and a `deny` entry covering it is refused. Default: no restriction.
+   * `trustedProxies`: load balancers whose `clientAddressHeader` (default `X-Forwarded-For`)
+   * names the client; default none.
    */
-  network?: { allow?: string[]; deny?: string[] };
+  network?: { allow?: string[]; deny?: string[]; trustedProxies?: string[]; clientAddressHeader?: string };
   /** Ollama settings and models to pull. */
   ollama?: Omit<OllamaServerArgs, "network">;
   /** Pinned proxy image. Default `openresty/openresty:1.27.1.2-alpine`. */
@@ -165,7 +167,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
           serverName: a.hostname,
           ...(a.jwt ? { jwt: jwt as JwtSettings } : {}),
           ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
-          network: { allow: a.network?.allow ?? [], deny: a.network?.deny ?? [] },
+          network: { allow: [], deny: [], trustedProxies: [], ...a.network },
         },
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,

@@ -77,6 +77,8 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   externalAuthScopeValues: { type: "array" },
   allowCidrs: { type: "array" },
   denyCidrs: { type: "array" },
+  trustedProxyCidrs: { type: "array" },
+  clientAddressHeader: { type: "string" },
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
@@ -118,6 +120,8 @@ export const CONFIG_DEFAULTS = {
   externalAuthScopeValues: [] as string[],
   allowCidrs: [] as string[],
   denyCidrs: [] as string[],
+  trustedProxyCidrs: [] as string[],
+  clientAddressHeader: "X-Forwarded-For",
 };
 
 export interface CredentialConfig {
@@ -184,7 +188,7 @@ export interface StackSettings {
   jwt?: JwtSettings;
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
-  network: { allow: string[]; deny: string[] };
+  network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
 }
 
 export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
@@ -254,6 +258,8 @@ const SECTION_KEYS: Record<string, string> = {
   "externalAuth.scopeValues": "externalAuthScopeValues",
   "network.allow": "allowCidrs",
   "network.deny": "denyCidrs",
+  "network.trustedProxies": "trustedProxyCidrs",
+  "network.clientAddressHeader": "clientAddressHeader",
 };
 
 /** Where each `<scope>[i]` of a spec `scopeValues` came from in its config list. */
@@ -633,7 +639,12 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(scope.values ? { scopeValues: scope.values } : {}),
     };
   }
-  const network = { allow: get("allowCidrs"), deny: get("denyCidrs") };
+  const network = {
+    allow: get("allowCidrs"),
+    deny: get("denyCidrs"),
+    trustedProxies: get("trustedProxyCidrs"),
+    clientAddressHeader: get("clientAddressHeader"),
+  };
   network.deny.forEach((block, i) => {
     if (coversProxyLoopback(block))
       errors.push(

@@ -39,11 +39,27 @@ describe("network spec", () => {
       "`network.allow[8]` is \"x\"; use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8",
     ]);
   });
+  it("refuses a trusted proxy block that covers every address", () => {
+    const result = parseSpec({ network: { trustedProxies: ["0.0.0.0/0", "::/0", "10.0.0.0/8"], clientAddressHeader: "X Forwarded" } });
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.errors).toEqual([
+      '`network.trustedProxies[0]` ("0.0.0.0/0") trusts every address, so any client could choose the address it is seen with; list your load balancers\' addresses',
+      '`network.trustedProxies[1]` ("::/0") trusts every address, so any client could choose the address it is seen with; list your load balancers\' addresses',
+      '`network.clientAddressHeader` is "X Forwarded"; use a header name of letters, digits and hyphens, such as X-Forwarded-For or X-Real-IP',
+    ]);
+  });
+
   it("renders deny rules first, then allow rules, then deny all", () => {
-    expect(renderNetworkRules({ allow: ["10.0.0.0/8"], deny: ["10.9.0.0/16"] })).toBe(
-      "# Client addresses (spec `network`), checked before any credential; refused: 403 JSON.\ndeny 10.9.0.0/16;\nallow 10.0.0.0/8;\ndeny all;",
-    );
-    expect(renderNetworkRules({ allow: [], deny: ["10.9.0.0/16"] })).not.toContain("deny all");
+    const network = { allow: [], deny: [], trustedProxies: [], clientAddressHeader: "X-Forwarded-For" };
+    expect(renderNetworkRules({ ...network, allow: ["10.0.0.0/8"], deny: ["10.9.0.0/16"] }).split("\n").slice(1)).toEqual([
+      "# Client addresses (spec `network`), checked before any credential; refused: 403 JSON.",
+      "deny 10.9.0.0/16;",
+      "allow 10.0.0.0/8;",
+      "deny all;",
+    ]);
+    expect(renderNetworkRules({ ...network, deny: ["10.9.0.0/16"] })).not.toContain("deny all");
+    expect(renderNetworkRules(network)).not.toContain("real_ip");
   });
 });
 
@@ -99,6 +115,42 @@ describe.runIf(nginxTestsEnabled)("network restriction through the real nginx", 
     expect((await getFrom("127.0.0.1", `${gateway.url}/api/tags`)).status).toBe(200);
     for (const from of ["127.0.0.4", "127.0.0.7"]) expect((await getFrom(from, `${gateway.url}/api/tags`)).status).toBe(403);
     expect((await getFrom("127.0.0.8", `${gateway.url}/api/tags`)).status).toBe(200);
+  });
+
+  it("believes the client address header only from trusted proxies: allow list, failed-login limit, log and upstream", async () => {
+    const gateway = await start({
+      network: { allow: ["10.0.0.0/8"], trustedProxies: ["127.0.0.2"] },
+      basicUsers: [{ name: "ann", password: "ann-password-0000", scope: "read" }],
+    });
+    const url = `${gateway.url}/api/tags`;
+    const via = (client: string, headers: Record<string, string> = { Authorization: `Bearer ${KEY}` }) => ({ ...headers, "X-Forwarded-For": client });
+    const before = fake.requests.length;
+    // From the trusted proxy, the address it names counts...
+    expect((await getFrom("127.0.0.2", url, via("10.1.2.3"))).status).toBe(200);
+    expect((await getFrom("127.0.0.2", url, via("192.0.2.7"))).status).toBe(403);
+    // ...the last one in the chain that is not itself trusted: an address the client put in
+    // front of the one the proxy appended changes nothing.
+    expect((await getFrom("127.0.0.2", url, via("192.0.2.7, 10.1.2.3"))).status).toBe(200);
+    expect((await getFrom("127.0.0.2", url, via("10.1.2.3, 192.0.2.7"))).status).toBe(403);
+    // Without the header the proxy's own address counts; from any other peer the header is ignored.
+    expect((await getFrom("127.0.0.2", url)).status).toBe(403);
+    expect((await getFrom("127.0.0.3", url, via("10.1.2.3"))).status).toBe(403);
+    // Ollama is told the client's address, one address, not the chain.
+    expect(fake.requests.slice(before).map((r) => r.headers["x-forwarded-for"])).toEqual(["10.1.2.3", "10.1.2.3"]);
+
+    // Failed logins are counted per client, not per proxy: one client's 20 failures lock out
+    // that client only, though both come through the same proxy.
+    const wrongBasic = (i: number) => ({ Authorization: `Basic ${Buffer.from(`ann:wrong-${i}`).toString("base64")}` });
+    for (let i = 0; i < 20; i++) expect((await getFrom("127.0.0.2", url, via("10.0.0.5", wrongBasic(i)))).status).toBe(401);
+    expect((await getFrom("127.0.0.2", url, via("10.0.0.5", wrongBasic(20)))).status).toBe(429);
+    expect((await getFrom("127.0.0.2", url, via("10.0.0.6", wrongBasic(21)))).status).toBe(401);
+
+    const entries = await gateway.settledAccessLog();
+    expect(entries.filter((e) => e.status === 200).map((e) => [e.client, e.peer])).toEqual([
+      ["10.1.2.3", "127.0.0.2"],
+      ["10.1.2.3", "127.0.0.2"],
+    ]);
+    expect(entries.filter((e) => e.peer === "127.0.0.3").map((e) => e.client)).toEqual(["127.0.0.3"]);
   });
 
   it("listens only on listen.address", async () => {

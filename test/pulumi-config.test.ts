@@ -130,6 +130,11 @@ describe("parseStackConfig", () => {
     [{ externalAuthUrl: AUTH_URL, externalAuthTimeoutSeconds: "0" }, "`ollama-gateway:externalAuthTimeoutSeconds` is 0; use a whole number of seconds from 1 to 60."],
     [{ allowCidrs: '["10.1.2.3/8"]' }, '`ollama-gateway:allowCidrs[0]` ("10.1.2.3/8") has host bits set; use the network address of the block.'],
     [{ allowCidrs: '["10.0.0.0/33"]' }, '`ollama-gateway:allowCidrs[0]` is "10.0.0.0/33"; use a prefix length from 0 to 32.'],
+    [
+      { trustedProxyCidrs: '["0.0.0.0/0"]' },
+      "`ollama-gateway:trustedProxyCidrs[0]` (\"0.0.0.0/0\") trusts every address, so any client could choose the address it is seen with; list your load balancers' addresses.",
+    ],
+    [{ clientAddressHeader: "X Real IP" }, '`ollama-gateway:clientAddressHeader` is "X Real IP"; use a header name of letters, digits and hyphens, such as X-Forwarded-For or X-Real-IP.'],
     [{ denyCidrs: '["nope"]' }, '`ollama-gateway:denyCidrs[0]` is "nope"; use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8.'],
     [
       { denyCidrs: '["127.0.0.0/8"]' },
@@ -171,6 +176,8 @@ describe("parseStackConfig", () => {
       externalAuthScopeValues: '["ollama-users:inference"]',
       allowCidrs: '["10.0.0.0/8", "2001:db8::/32"]',
       denyCidrs: '["10.9.0.0/16"]',
+      trustedProxyCidrs: '["10.20.0.0/24"]',
+      clientAddressHeader: "X-Real-IP",
     });
     expect(result).toEqual({
       ok: true,
@@ -194,7 +201,7 @@ describe("parseStackConfig", () => {
           scopeHeader: "X-Auth-Request-Groups",
           scopeValues: { read: [], inference: ["ollama-users"], admin: [] },
         },
-        network: { allow: ["10.0.0.0/8", "2001:db8::/32"], deny: ["10.9.0.0/16"] },
+        network: { allow: ["10.0.0.0/8", "2001:db8::/32"], deny: ["10.9.0.0/16"], trustedProxies: ["10.20.0.0/24"], clientAddressHeader: "X-Real-IP" },
       }),
     });
     // A JWKS key that is not a usable public key is reported under `jwtJwks`.
@@ -215,7 +222,7 @@ describe("parseStackConfig", () => {
     if (!result.ok) throw new Error(result.errors.join("\n"));
     expect(result.settings.jwt).toBeUndefined();
     expect(result.settings.externalAuth).toBeUndefined();
-    expect(result.settings.network).toEqual({ allow: [], deny: [] });
+    expect(result.settings.network).toEqual({ allow: [], deny: [], trustedProxies: [], clientAddressHeader: "X-Forwarded-For" });
   });
 
   it("never shows the HS256 secret", () => {

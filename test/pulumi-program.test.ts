@@ -298,6 +298,7 @@ describe("enterprise authentication and network restriction", () => {
     externalAuthUrl: authUrl,
     allowCidrs: JSON.stringify(["10.0.0.0/8", "2001:db8::/32"]),
     denyCidrs: JSON.stringify(["10.9.0.0/16"]),
+    trustedProxyCidrs: JSON.stringify(["10.20.0.0/24"]),
   });
   /** The writer's files, path relative to the prefix, secrets unwrapped. */
   const writerFiles = () =>
@@ -332,7 +333,7 @@ describe("enterprise authentication and network restriction", () => {
       },
       externalAuth: { url: authUrl },
       // 127.0.0.1: the container's own healthcheck.
-      network: { allow: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], deny: ["10.9.0.0/16"] },
+      network: { allow: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], deny: ["10.9.0.0/16"], trustedProxies: ["10.20.0.0/24"] },
     });
     const expected = Object.fromEntries(
       Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
@@ -345,9 +346,10 @@ describe("enterprise authentication and network restriction", () => {
     expect(uploaded["/etc/ollama-gateway/conf/gateway-locations.conf"]).toContain(`proxy_pass ${authUrl};`);
   });
 
-  it("renders the network lists into nginx allow/deny rules, deny first, keeping the healthcheck's 127.0.0.1", () => {
+  it("renders the network lists into realip and allow/deny rules, deny first, keeping the healthcheck's 127.0.0.1", () => {
     const proxy = findResource(TYPES.container, "gateway-proxy-server");
     const common = proxy.inputs.uploads.find((u: { file: string }) => u.file.endsWith("conf/gateway-common.conf")).content as string;
+    expect(common).toContain(["set_real_ip_from 10.20.0.0/24;", "real_ip_header X-Forwarded-For;", "real_ip_recursive on;"].join("\n"));
     expect(common).toContain(
       ["deny 10.9.0.0/16;", "allow 10.0.0.0/8;", "allow 2001:db8::/32;", "allow 127.0.0.1;", "deny all;"].join("\n"),
     );

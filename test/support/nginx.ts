@@ -68,6 +68,10 @@ async function waitForPort(port: number, host: string, child: ChildProcess, erro
 /** One line of the JSON access log. */
 export interface AccessLogEntry {
   time: string;
+  /** The client's address: the peer's, or the one a trusted proxy named (`network.trustedProxies`). */
+  client: string;
+  /** The TCP peer's address. */
+  peer: string;
   caller: string;
   scope: string;
   auth: string;
