@@ -18,6 +18,8 @@ export interface JwtKeyRecord {
   kid?: string;
   /** HS256: the secret's bytes; RS256/ES256: DER SubjectPublicKeyInfo. Base64. */
   keyBase64: string;
+  /** Unix seconds after which the proxy no longer verifies with this key. */
+  notAfter?: number;
 }
 
 /** The public key's algorithm, or an error message. */
@@ -82,7 +84,7 @@ export function secretBytes(entry: { secret?: string; secretBase64?: string }): 
 }
 
 export interface JwtKeySources {
-  hs256Secrets: { kid?: string; secret?: string; secretBase64?: string }[];
+  hs256Secrets: { kid?: string; secret?: string; secretBase64?: string; notAfter?: string }[];
   publicKeys: { kid?: string; pem: string }[];
   jwks?: { keys: Record<string, unknown>[] };
 }
@@ -93,6 +95,7 @@ export function jwtKeyRecords(jwt: JwtKeySources): JwtKeyRecord[] {
     alg: "HS256",
     kid: s.kid,
     keyBase64: secretBytes(s).toString("base64"),
+    ...(s.notAfter !== undefined ? { notAfter: Math.floor(Date.parse(s.notAfter) / 1000) } : {}),
   }));
   for (const entry of jwt.publicKeys) {
     const record = publicKeyFromPem(entry.pem, entry.kid);
@@ -108,14 +111,15 @@ export function jwtKeyRecords(jwt: JwtKeySources): JwtKeyRecord[] {
 }
 
 /**
- * `credentials/jwt-keys`: one key per line, tab-separated: alg, kid (or -), base64 key. Same
- * header and `# end N` trailer as the other credential files, so a truncated file fails closed.
+ * `credentials/jwt-keys`: one key per line, tab-separated: alg, kid (or -), base64 key, and for a
+ * key with an end, its notAfter in unix seconds. Same header and `# end N` trailer as the other
+ * credential files, so a truncated file fails closed.
  */
 export function renderJwtKeysFile(records: readonly JwtKeyRecord[]): string {
-  const lines = records.map((r) => [r.alg, r.kid ?? "-", r.keyBase64].join("\t"));
+  const lines = records.map((r) => [r.alg, r.kid ?? "-", r.keyBase64, ...(r.notAfter !== undefined ? [String(r.notAfter)] : [])].join("\t"));
   return [
     "# ollama-gateway jwt-keys v1",
-    "# alg\tkid\tkey (HS256: base64 of the secret; RS256/ES256: base64 of the DER public key)",
+    "# alg\tkid\tkey (HS256: base64 of the secret; RS256/ES256: base64 of the DER public key)\t[notAfter, unix seconds]",
     ...lines,
     `# end ${lines.length}`,
     "",

@@ -121,6 +121,8 @@ const hs256Secret = z
     secret: z.string().min(32, { error: "use at least 32 characters (RFC 7518: the key must be as long as the hash)" }).optional(),
     /** Or its bytes in base64. */
     secretBase64: z.base64({ error: "use standard base64" }).optional(),
+    /** The proxy refuses tokens signed with it after this time (a rotated-out secret's overlap). */
+    notAfter: isoTime.optional(),
   })
   .superRefine(exactlyOneOf("secret", "secretBase64"))
   .superRefine((entry, ctx) => {

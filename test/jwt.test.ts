@@ -457,6 +457,33 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
     await waitUntil(async () => (await call(oldToken)).status === 200, 5000);
   });
 
+  it("keeps a rotated-out HS256 secret until its notAfter, with or without a kid, then refuses it", async () => {
+    const jwt = spec.jwt!;
+    const notAfter = new Date(Math.ceil(Date.now() / 1000) * 1000 + 3000);
+    gateway.updateCredentials({
+      ...spec,
+      jwt: { ...jwt, hs256Secrets: [{ kid: "hs-2", secret: HS_SECRET_2 }, { kid: "hs-1", secret: HS_SECRET, notAfter: notAfter.toISOString() }] },
+    });
+    const current = await hs(baseClaims(), { kid: "hs-2" }, HS_SECRET_2);
+    const previous = await hs(baseClaims(), { kid: "hs-1" });
+    const previousWithoutKid = await hs(baseClaims(), {});
+    await waitUntil(async () => (await call(current)).status === 200, 5000);
+    expect(Date.now()).toBeLessThan(notAfter.getTime() - 500);
+    expect((await call(previous)).status).toBe(200);
+    expect((await call(previousWithoutKid)).status).toBe(200);
+    // No deployment in between: the proxy's own clock ends the overlap.
+    await new Promise((r) => setTimeout(r, notAfter.getTime() - Date.now() + 1100));
+    for (const token of [previous, previousWithoutKid]) {
+      const refused = await call(token);
+      expect(refused.status).toBe(401);
+      expect(refused.json().error).toMatch(/invalid token signature/);
+    }
+    expect((await call(current)).status).toBe(200);
+    expect(readFileSync(path.join(gateway.dir, JWT_KEYS_FILE), "utf8")).toContain(`\t${notAfter.getTime() / 1000}\n`);
+    gateway.updateCredentials(spec);
+    await waitUntil(async () => (await call(previous)).status === 200, 5000);
+  });
+
   it("never hits a Lua runtime error", () => {
     expect(gateway.errorLog()).not.toMatch(/runtime error|entry thread aborted|attempt to/);
   });

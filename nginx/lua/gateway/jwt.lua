@@ -89,9 +89,12 @@ local function verify_signature(alg, kid, input, signature)
   else
     candidates = keys.by_alg[alg] or {}
   end
+  local now = ngx.time()
   for _, entry in ipairs(candidates) do
     local ok
-    if alg == "HS256" then
+    if entry.not_after and now >= entry.not_after then
+      ok = false -- a rotated-out key past its overlap
+    elseif alg == "HS256" then
       ok = jws.verify_hs256(entry.secret, input, signature)
     else
       ok = jws.verify_pkey(alg, entry.pkey, input, signature)

@@ -4,8 +4,12 @@
 --   # ollama-gateway jwt-keys v1
 --   # alg<TAB>kid<TAB>key (HS256: base64 of the secret; RS256/ES256: base64 of the DER public key)
 --   HS256<TAB>-<TAB>c2VjcmV0...
+--   HS256<TAB>hs256-41<TAB>b2xkZXI...<TAB>1795000000
 --   RS256<TAB>2026-01<TAB>MIIBIjAN...
---   # end 2
+--   # end 3
+--
+-- The optional fourth field is a notAfter (unix seconds): a rotated-out secret verifies tokens
+-- until then and no longer, whether or not a deployment runs.
 --
 -- Each key is bound to one algorithm: an HS256 secret is never tried for RS256 and an RSA key
 -- never becomes an HMAC secret (the classic HS/RS confusion). Public keys are parsed into
@@ -26,13 +30,14 @@ function _M.parse(content, data_lines)
   if #lines > MAX_KEYS then return nil, "more than " .. MAX_KEYS .. " keys" end
   local keys = { by_kid = {}, by_alg = { HS256 = {}, RS256 = {}, ES256 = {} }, count = #lines }
   for i, line in ipairs(lines) do
-    local alg, kid, encoded = line:match("^([%w]+)\t([\33-\126]+)\t([%w%+/]+=*)$")
-    if not alg or not ALGS[alg] or #kid > 128 then
+    local alg, kid, encoded, rest = line:match("^([%w]+)\t([\33-\126]+)\t([%w%+/]+=*)(.*)$")
+    local not_after = rest and rest:match("^\t(%d%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?%d?)$")
+    if not alg or not ALGS[alg] or #kid > 128 or (rest ~= "" and not not_after) then
       return nil, "entry " .. i .. " is malformed"
     end
     local material = ngx.decode_base64(encoded)
     if not material or material == "" then return nil, "entry " .. i .. ": key is not base64" end
-    local entry = { alg = alg, kid = kid ~= "-" and kid or nil }
+    local entry = { alg = alg, kid = kid ~= "-" and kid or nil, not_after = not_after and tonumber(not_after) }
     if alg == "HS256" then
       if #material < 32 then return nil, "entry " .. i .. ": HS256 secrets need at least 32 bytes" end
       entry.secret = material
