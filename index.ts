@@ -3,9 +3,9 @@
  * The only module that reads config; components take typed args.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { OllamaGateway } from "./components";
+import { type CredentialRotationArgs, OllamaGateway } from "./components";
 import { rotationClock, rotationState, type RotationState } from "./config/rotation";
-import { CONFIG_KEYS, type CredentialRotation, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
+import { CONFIG_KEYS, type CredentialRotation, HS256_ROTATION_NAME, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
 
 // Every key of this project's namespace, as raw strings: the parser validates them all at once
 // (secrets included, so a bad key is refused before any resource exists) and flags unknown
@@ -35,7 +35,7 @@ for (const [name, declared] of Object.entries(CONFIG_KEYS)) {
 // given config is deterministic. OLLAMA_GATEWAY_ROTATION_NOW fixes it (tests, replays).
 const now = rotationClock();
 const rotations: Record<string, RotationState> = {};
-const rotationArgs = (name: string, rotation: CredentialRotation | undefined) => {
+const rotationArgs = (name: string, rotation: CredentialRotation | undefined): { rotation?: CredentialRotationArgs } => {
   if (!rotation) return {};
   const state = (rotations[name] = rotationState(rotation.policy, rotation.onDemand, now));
   return { rotation: { generation: state.generation, ...(state.previousLive ? { previousNotAfter: state.previousNotAfter } : {}) } };
@@ -83,7 +83,11 @@ const gateway = new OllamaGateway("gateway", {
   internalNetwork: s.internalNetwork,
   ...(s.jwt
     ? {
-        jwt: (({ hs256Secret, ...jwt }) => ({ ...jwt, ...(hs256Secret !== undefined ? { hs256Secret: pulumi.secret(hs256Secret) } : {}) }))(s.jwt),
+        jwt: (({ hs256Secret, hs256Rotation, ...jwt }) => ({
+          ...jwt,
+          ...(hs256Secret !== undefined ? { hs256Secret: pulumi.secret(hs256Secret) } : {}),
+          ...(hs256Rotation !== undefined ? { hs256Rotation: rotationArgs(HS256_ROTATION_NAME, hs256Rotation).rotation } : {}),
+        }))(s.jwt),
       }
     : {}),
   ...(s.externalAuth ? { externalAuth: s.externalAuth } : {}),
@@ -101,7 +105,7 @@ export const curlExample = gateway.curlExample;
 export const jwtHs256Secret = gateway.jwtHs256Secret;
 /** What JWT issuers must put in tokens: issuer, audience, algorithms, scope and name claims. Not secret; absent with JWT off. */
 export const jwtSettings = gateway.jwtSettings;
-/** Per rotating credential: generation, current slot, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
+/** Per rotating credential (and `jwtHs256Secret`, the HS256 secret, when it rotates): generation, current slot, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
 export const rotation = pulumi.output(
   Object.fromEntries(
     Object.entries(rotations).map(([name, r]) => [

@@ -45,7 +45,16 @@ export interface CredentialsArgs {
    * `secret` (at least 32 characters) default: generated, 64 letters and digits, stable across
    * runs. Default: none (no HS256).
    */
-  jwtHs256?: { secret?: pulumi.Input<string>; kid?: string };
+  jwtHs256?: {
+    secret?: pulumi.Input<string>;
+    kid?: string;
+    /**
+     * Rotate the generated secret through two slots, like a key; refused with `secret`. The
+     * current secret's kid is `<kid or "hs256">-<generation>`; the previous one stays in
+     * `credentials/jwt-keys`, with its kid, until `previousNotAfter`.
+     */
+    rotation?: CredentialRotationArgs;
+  };
 }
 
 /** Entries in the gateway spec's shape: only digests and hashes reach the proxy. */
@@ -53,7 +62,7 @@ export interface SpecCredentials {
   apiKeys: { name: string; keySha256: string; scope: Scope; previous?: { keySha256: string; notAfter: string } }[];
   basicUsers: { name: string; passwordHash: string; scope: Scope; previous?: { passwordHash: string; notAfter: string } }[];
   /** HS256 secrets for the spec's `jwt.hs256Secrets`; only `credentials/jwt-keys` carries them. */
-  jwtHs256Secrets?: { kid?: string; secret: string }[];
+  jwtHs256Secrets?: { kid?: string; secret: string; notAfter?: string }[];
 }
 
 type SlotName = "a" | "b";
@@ -83,20 +92,21 @@ export class Credentials extends pulumi.ComponentResource {
   public readonly specCredentials: pulumi.Output<SpecCredentials>;
   /** The HS256 secret for token issuers; secret; undefined without `jwtHs256`. */
   public readonly jwtHs256Secret: pulumi.Output<string | undefined>;
+  /** The kid of that secret, for tokens that name their key; undefined when it has none. */
+  public readonly jwtHs256Kid: pulumi.Output<string | undefined>;
 
   constructor(name: string, args: CredentialsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:Credentials", name, {}, opts);
     const a = { apiKeys: [], basicUsers: [], bcryptCost: 10, ...args };
-    const checked = [
-      ...a.apiKeys.map((entry) => ({ ...entry, supplied: entry.key !== undefined })),
-      ...a.basicUsers.map((entry) => ({ ...entry, supplied: entry.password !== undefined })),
-    ];
-    for (const entry of checked) {
-      if (entry.rotation && entry.supplied)
-        throw new pulumi.ResourceError(`\`${entry.name}\` has both a supplied secret and \`rotation\`; only generated secrets rotate.`, this);
-      if (entry.rotation && !(Number.isInteger(entry.rotation.generation) && entry.rotation.generation >= 0))
-        throw new pulumi.ResourceError(`\`${entry.name}.rotation.generation\` is ${entry.rotation.generation}; use a whole number, 0 or more.`, this);
-    }
+    const checkRotation = (label: string, rotation: CredentialRotationArgs | undefined, supplied: boolean) => {
+      if (rotation && supplied)
+        throw new pulumi.ResourceError(`\`${label}\` has both a supplied secret and \`rotation\`; only generated secrets rotate.`, this);
+      if (rotation && !(Number.isInteger(rotation.generation) && rotation.generation >= 0))
+        throw new pulumi.ResourceError(`\`${label}.rotation.generation\` is ${rotation.generation}; use a whole number, 0 or more.`, this);
+    };
+    for (const entry of a.apiKeys) checkRotation(entry.name, entry.rotation, entry.key !== undefined);
+    for (const entry of a.basicUsers) checkRotation(entry.name, entry.rotation, entry.password !== undefined);
+    if (a.jwtHs256) checkRotation("jwtHs256", a.jwtHs256.rotation, a.jwtHs256.secret !== undefined);
 
     /** Keepers of a slot: the slot's generation is in them, so only a new generation replaces it. */
     const keepers = (credential: string, slot: string, rotation?: CredentialRotationArgs): Record<string, string> =>
@@ -155,13 +165,30 @@ export class Credentials extends pulumi.ComponentResource {
       return { entry, ...bySlot[slots.current as SlotName], previousHash: bySlot[slots.previous as SlotName].passwordHash };
     });
 
+    // The HS256 secret: supplied, generated once (`-jwt-hs256`), or rotating through slots a/b.
     const jwtHs256 = a.jwtHs256;
-    this.jwtHs256Secret = jwtHs256
-      ? pulumi.secret(
-          jwtHs256.secret ??
-            new random.RandomPassword(`${name}-jwt-hs256`, { length: 64, special: false, keepers: { use: "jwt-hs256" } }, { parent: this }).result,
-        )
-      : pulumi.output(undefined);
+    const hs256Secrets: { kid?: string; secret: pulumi.Output<string>; notAfter?: string }[] = [];
+    if (jwtHs256?.rotation) {
+      const { generation, previousNotAfter } = jwtHs256.rotation;
+      const slot = (s: SlotName) =>
+        new random.RandomPassword(
+          `${name}-jwt-hs256-${s}`,
+          { length: 64, special: false, keepers: { use: "jwt-hs256", slot: s, generation: String(slotGeneration(s, generation)) } },
+          { parent: this },
+        ).result;
+      const bySlot = { a: slot("a"), b: slot("b") };
+      const kid = (g: number) => `${jwtHs256.kid ?? "hs256"}-${g}`;
+      hs256Secrets.push({ kid: kid(generation), secret: bySlot[slotOf(generation)] });
+      if (previousNotAfter !== undefined && generation > 0)
+        hs256Secrets.push({ kid: kid(generation - 1), secret: bySlot[slotOf(generation + 1)], notAfter: previousNotAfter });
+    } else if (jwtHs256) {
+      const secret =
+        jwtHs256.secret ??
+        new random.RandomPassword(`${name}-jwt-hs256`, { length: 64, special: false, keepers: { use: "jwt-hs256" } }, { parent: this }).result;
+      hs256Secrets.push({ kid: jwtHs256.kid, secret: pulumi.output(secret) });
+    }
+    this.jwtHs256Secret = hs256Secrets.length > 0 ? pulumi.secret(hs256Secrets[0].secret) : pulumi.output(undefined);
+    this.jwtHs256Kid = pulumi.output(hs256Secrets[0]?.kid);
 
     this.apiKeys = pulumi.secret(pulumi.all(Object.fromEntries(keys.map(({ entry, key }) => [entry.name, key]))));
     this.basicPasswords = pulumi.secret(pulumi.all(Object.fromEntries(users.map(({ entry, password }) => [entry.name, password]))));
@@ -192,12 +219,16 @@ export class Credentials extends pulumi.ComponentResource {
               }));
             }),
           ),
-          this.jwtHs256Secret,
+          pulumi.all(
+            hs256Secrets.map(({ kid, secret, notAfter }) =>
+              secret.apply((value) => ({ ...(kid !== undefined ? { kid } : {}), secret: value, ...(notAfter !== undefined ? { notAfter } : {}) })),
+            ),
+          ),
         ])
-        .apply(([apiKeys, basicUsers, hs256]) => ({
+        .apply(([apiKeys, basicUsers, jwtHs256Secrets]) => ({
           apiKeys,
           basicUsers,
-          ...(hs256 !== undefined ? { jwtHs256Secrets: [{ ...(jwtHs256?.kid !== undefined ? { kid: jwtHs256.kid } : {}), secret: hs256 }] } : {}),
+          ...(jwtHs256Secrets.length > 0 ? { jwtHs256Secrets } : {}),
         })),
     );
 

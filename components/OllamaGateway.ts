@@ -3,7 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { AuthProxy, type JwtSettings, type ProxySettings } from "./AuthProxy";
 import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
-import { type ApiKeyArgs, type BasicUserArgs, Credentials } from "./Credentials";
+import { type ApiKeyArgs, type BasicUserArgs, type CredentialRotationArgs, Credentials } from "./Credentials";
 import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
 
 export type GatewayTlsArgs =
@@ -22,6 +22,12 @@ export interface GatewayJwtArgs extends JwtSettings {
   hs256Secret?: pulumi.Input<string>;
   /** `kid` of the HS256 secret, for tokens that name their key. Default none (every HS256 key is tried). */
   hs256Kid?: string;
+  /**
+   * Rotate the generated HS256 secret like a key (refused with `hs256Secret`): the current secret
+   * has kid `<hs256Kid or "hs256">-<generation>`, the previous one works until `previousNotAfter`.
+   * Default: one secret for the stack's life.
+   */
+  hs256Rotation?: CredentialRotationArgs;
 }
 
 /** What token issuers need to know (non-secret). */
@@ -32,6 +38,8 @@ export interface JwtIssuerSettings {
   scopeClaim: string;
   scopeValues: Record<string, string[]>;
   nameClaim: string;
+  /** The kid to put in HS256 tokens' header (optional for them: without it every HS256 secret is tried). */
+  hs256Kid?: string;
 }
 
 export interface OllamaGatewayArgs {
@@ -144,17 +152,28 @@ export class OllamaGateway extends pulumi.ComponentResource {
             { parent: this },
           );
 
-    const { hs256Secret, hs256Kid, ...jwt } = a.jwt ?? { hs256Secret: undefined, hs256Kid: undefined };
+    const { hs256Secret, hs256Kid, hs256Rotation, ...jwt } = a.jwt ?? { hs256Secret: undefined, hs256Kid: undefined, hs256Rotation: undefined };
     const hs256 = a.jwt?.algorithms.includes("HS256") ?? false;
-    if (!hs256 && (hs256Secret !== undefined || hs256Kid !== undefined))
-      throw new pulumi.ResourceError("`jwt.hs256Secret` or `jwt.hs256Kid` is set but `jwt.algorithms` does not list `HS256`; add it or remove them.", this);
+    if (!hs256 && (hs256Secret !== undefined || hs256Kid !== undefined || hs256Rotation !== undefined))
+      throw new pulumi.ResourceError(
+        "`jwt.hs256Secret`, `jwt.hs256Kid` or `jwt.hs256Rotation` is set but `jwt.algorithms` does not list `HS256`; add it or remove them.",
+        this,
+      );
 
     const credentials = new Credentials(
       `${name}-credentials`,
       {
         apiKeys: a.apiKeys,
         basicUsers: a.basicUsers,
-        ...(hs256 ? { jwtHs256: { ...(hs256Secret !== undefined ? { secret: hs256Secret } : {}), ...(hs256Kid !== undefined ? { kid: hs256Kid } : {}) } } : {}),
+        ...(hs256
+          ? {
+              jwtHs256: {
+                ...(hs256Secret !== undefined ? { secret: hs256Secret } : {}),
+                ...(hs256Kid !== undefined ? { kid: hs256Kid } : {}),
+                ...(hs256Rotation !== undefined ? { rotation: hs256Rotation } : {}),
+              },
+            }
+          : {}),
       },
       { parent: this },
     );
@@ -192,7 +211,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
 
     this.jwtHs256Secret = credentials.jwtHs256Secret;
     const jwtSpec = a.jwt;
-    this.jwtSettings = pulumi.output(
+    this.jwtSettings = credentials.jwtHs256Kid.apply((hs256CurrentKid) =>
       jwtSpec
         ? {
             issuer: jwtSpec.issuer,
@@ -201,6 +220,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
             scopeClaim: jwtSpec.scopeClaim ?? "scope",
             scopeValues: { read: ["read"], inference: ["inference"], admin: ["admin"], ...jwtSpec.scopeValues },
             nameClaim: jwtSpec.nameClaim ?? "sub",
+            ...(hs256CurrentKid !== undefined ? { hs256Kid: hs256CurrentKid } : {}),
           }
         : undefined,
     );

@@ -152,7 +152,12 @@ export interface JwtSettings {
   scopeValues?: ScopeValues;
   nameClaim: string;
   clockSkewSeconds: number;
+  /** Rotation of the generated HS256 secret (`rotation` entry `jwtHs256Secret:<every>:<overlap>`). */
+  hs256Rotation?: CredentialRotation;
 }
+
+/** The `rotation` entry name that rotates the generated HS256 secret (its config key). */
+export const HS256_ROTATION_NAME = "jwtHs256Secret";
 
 export interface ExternalAuthSettings {
   url: string;
@@ -389,8 +394,17 @@ function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig
   return supplied;
 }
 
-/** `name:every:overlap` entries -> policies, with every problem of every entry. */
-function parseRotation(list: string[], names: Set<string>, supplied: Set<string>, errors: string[]): Map<string, RotationPolicy> {
+/**
+ * `name:every:overlap` entries -> policies, with every problem of every entry. `hs256` says
+ * whether the name `jwtHs256Secret` (the HS256 secret) can rotate: only a generated secret can.
+ */
+function parseRotation(
+  list: string[],
+  names: Set<string>,
+  supplied: Set<string>,
+  hs256: "generated" | "supplied" | "off",
+  errors: string[],
+): Map<string, RotationPolicy> {
   const policies = new Map<string, RotationPolicy>();
   list.forEach((item, i) => {
     const label = `rotation[${i}]`;
@@ -401,7 +415,19 @@ function parseRotation(list: string[], names: Set<string>, supplied: Set<string>
     }
     const [name, every, overlap] = parts;
     let ok = true;
-    if (!names.has(name)) {
+    if (name === HS256_ROTATION_NAME) {
+      if (hs256 !== "generated") {
+        errors.push(
+          hs256 === "off"
+            ? `${key(label)} names \`${HS256_ROTATION_NAME}\`, but no HS256 secret is in use (\`jwtIssuer\` empty or \`HS256\` not in \`jwtAlgorithms\`); add \`HS256\` to \`jwtAlgorithms\` or remove the policy.`
+            : `${key(label)} names \`${HS256_ROTATION_NAME}\`, which is set in the stack config; the program can only rotate secrets it generates: remove it (\`pulumi config rm ${HS256_ROTATION_NAME}\`) or remove the policy.`,
+        );
+        ok = false;
+      } else if (policies.has(name)) {
+        errors.push(`${key(label)} is a second policy for ${show(name)}; give each secret one policy.`);
+        ok = false;
+      }
+    } else if (!names.has(name)) {
       errors.push(`${key(label)} names ${show(name)}, which is in neither \`apiKeys\` nor \`basicUsers\`; add \`${name}:<scope>\` to one of them or remove the policy.`);
       ok = false;
     } else if (policies.has(name)) {
@@ -688,19 +714,26 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
 
+  const hs256InUse = jwtSettings?.algorithms.includes("HS256") ?? false;
   const policies = parseRotation(
     get("rotation"),
     new Set([...apiKeys, ...basicUsers].map((entry) => entry.name)),
     new Set([...(supplied?.apiKeys.keys() ?? []), ...(supplied?.basicUsers.keys() ?? [])]),
+    !hs256InUse ? "off" : jwtSettings?.hs256Secret !== undefined ? "supplied" : "generated",
     errors,
   );
+  [...apiKeys.map((e, i) => [e.name, `apiKeys[${i}]`]), ...basicUsers.map((e, i) => [e.name, `basicUsers[${i}]`])]
+    .filter(([name]) => name === HS256_ROTATION_NAME)
+    .forEach(([, label]) =>
+      errors.push(`${key(label)} is named \`${HS256_ROTATION_NAME}\`, which \`rotation\` keeps for the HS256 secret; choose another name.`),
+    );
   const onDemand =
     coerced.rotationGenerations === undefined ? new Map<string, OnDemandRotation>() : parseRotationGenerations(coerced.rotationGenerations as string, policies, errors);
-  const rotationOf = (name: string) => {
+  const rotationOf = <Field extends string = "rotation">(name: string, field: Field = "rotation" as Field) => {
     const policy = policies.get(name);
     if (!policy) return {};
     const request = onDemand.get(name);
-    return { rotation: { policy, ...(request ? { onDemand: request } : {}) } };
+    return { [field]: { policy, ...(request ? { onDemand: request } : {}) } } as { [F in Field]?: CredentialRotation };
   };
 
   // TLS: PEMs only with `provided`, and both of them then.
@@ -770,7 +803,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       },
       ollamaImage: get("ollamaImage"),
       proxyImage: get("proxyImage"),
-      ...(jwtSettings ? { jwt: jwtSettings } : {}),
+      ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
     },

@@ -1,7 +1,7 @@
 /**
- * npm run rotate -- --stack <stack> (--key <name> | --user <name> | --all) [--dir <project dir>]
+ * npm run rotate -- --stack <stack> (--key <name> | --user <name> | --jwt-hs256 | --all) [--dir <project dir>]
  *
- * Requests an on-demand rotation: bumps the credential's generation in the one config key
+ * Requests an on-demand rotation: bumps the credential's (or the HS256 secret's) generation in the one config key
  * `rotationGenerations` of `Pulumi.<stack>.yaml`, so the next `pulumi up` rotates it. Nothing
  * else in the file changes (comments and layout included): the key's line is replaced, or
  * added at the end of the `config:` block. Unknown stacks or names, or a credential without a
@@ -11,12 +11,12 @@ import { existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from
 import { createRequire } from "node:module";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { parseStackConfig, PROJECT } from "../config/stackConfig";
+import { HS256_ROTATION_NAME, parseStackConfig, PROJECT } from "../config/stackConfig";
 
 // js-yaml comes with @pulumi/pulumi; it only reads here (to check the edit), never writes.
 const yaml: { load(text: string): unknown } = createRequire(__filename)("js-yaml");
 
-const USAGE = "usage: npm run rotate -- --stack <stack> (--key <name> | --user <name> | --all) [--dir <project dir>]";
+const USAGE = "usage: npm run rotate -- --stack <stack> (--key <name> | --user <name> | --jwt-hs256 | --all) [--dir <project dir>]";
 const KEY = `${PROJECT}:rotationGenerations`;
 
 export interface RotateResult {
@@ -93,6 +93,7 @@ export function runRotate(argv: string[], options: { cwd?: string; now?: Date } 
           stack: { type: "string" },
           key: { type: "string" },
           user: { type: "string" },
+          "jwt-hs256": { type: "boolean" },
           all: { type: "boolean" },
           dir: { type: "string" },
           help: { type: "boolean" },
@@ -103,8 +104,8 @@ export function runRotate(argv: string[], options: { cwd?: string; now?: Date } 
       return refuse(`${(error as Error).message}\n${USAGE}`);
     }
     if (args.help) return { code: 0, stdout: `${USAGE}\n`, stderr: "" };
-    const targets = [args.key !== undefined, args.user !== undefined, args.all === true].filter(Boolean).length;
-    if (!args.stack || targets !== 1) refuse(`give --stack and exactly one of --key, --user, --all.\n${USAGE}`);
+    const targets = [args.key !== undefined, args.user !== undefined, args["jwt-hs256"] === true, args.all === true].filter(Boolean).length;
+    if (!args.stack || targets !== 1) refuse(`give --stack and exactly one of --key, --user, --jwt-hs256, --all.\n${USAGE}`);
 
     const dir = path.resolve(options.cwd ?? process.cwd(), args.dir ?? ".");
     const stack = args.stack!;
@@ -123,17 +124,27 @@ export function runRotate(argv: string[], options: { cwd?: string; now?: Date } 
     }
     const config = ((doc as { config?: Record<string, unknown> }).config ?? {}) as Record<string, unknown>;
     const raw: Record<string, string | undefined> = {};
-    for (const key of ["apiKeys", "basicUsers", "rotation", "rotationGenerations"]) raw[key] = asRaw(config[`${PROJECT}:${key}`], key);
+    const read = ["apiKeys", "basicUsers", "rotation", "rotationGenerations", "jwtIssuer", "jwtAudience", "jwtAlgorithms", "jwtPublicKeysPem", "jwtJwks"];
+    for (const key of read) raw[key] = asRaw(config[`${PROJECT}:${key}`], key);
+    // Only whether the HS256 secret is set matters here (a set one cannot rotate): never its value.
+    if (config[`${PROJECT}:${HS256_ROTATION_NAME}`] !== undefined) raw[HS256_ROTATION_NAME] = "x".repeat(64);
 
     const parsed = parseStackConfig(raw);
     if (!parsed.ok) return refuse(`the stack's rotation config has problems; fix them first:\n- ${parsed.errors.join("\n- ")}`);
     const settings = parsed.settings;
     const rotating = [...settings.apiKeys, ...settings.basicUsers].filter((entry) => entry.rotation).map((entry) => entry.name);
+    if (settings.jwt?.hs256Rotation) rotating.push(HS256_ROTATION_NAME);
 
     let names: string[];
     if (args.all) {
       names = rotating;
       if (names.length === 0) refuse(`stack \`${stack}\` has no credential with a \`rotation\` policy; add one, such as \`pulumi config set --path 'rotation[0]' app:30d:48h\`.`);
+    } else if (args["jwt-hs256"]) {
+      if (!settings.jwt?.hs256Rotation)
+        refuse(
+          `stack \`${stack}\` has no \`rotation\` policy for the HS256 secret; add \`${HS256_ROTATION_NAME}:manual:24h\` (or a period) to \`rotation\` (HS256 must be in \`jwtAlgorithms\`, \`${HS256_ROTATION_NAME}\` unset), then run again.`,
+        );
+      names = [HS256_ROTATION_NAME];
     } else {
       const kind = args.key !== undefined ? "API key" : "Basic user";
       const name = (args.key ?? args.user)!;

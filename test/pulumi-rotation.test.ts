@@ -292,3 +292,84 @@ describe("rotation config validation", () => {
     ]);
   });
 });
+
+describe("HS256 secret rotation", () => {
+  const jwtConfig = (extra: Record<string, string> = {}) => ({
+    ...devStackConfig(),
+    jwtIssuer: "https://login.example.com/",
+    jwtAudience: "ollama-gateway",
+    jwtAlgorithms: '["HS256"]',
+    rotation: JSON.stringify(["jwtHs256Secret:90d:7d"]),
+    ...extra,
+  });
+  const PERIOD_90 = 90 * DAY_MS;
+  const start90 = Math.floor(T0 / PERIOD_90) * PERIOD_90;
+  const generation = Math.floor(T0 / PERIOD_90);
+  /** 20 days into the 90-day period: this period's 7-day overlap is over. */
+  const B0 = start90 + 20 * DAY_MS;
+  /** jwt-keys lines as [alg, kid, secret (decoded), notAfter?]. */
+  const jwtKeys = (files: Record<string, string>) =>
+    files["credentials/jwt-keys"]
+      .split("\n")
+      .filter((line) => line.startsWith("HS256\t"))
+      .map((line) => line.split("\t"))
+      .map(([alg, kid, key, notAfter]) => [alg, kid, Buffer.from(key, "base64").toString("utf8"), ...(notAfter ? [notAfter] : [])]);
+
+  it("parses a `jwtHs256Secret` policy only while the secret is generated and HS256 is in use", () => {
+    const result = parseStackConfig(jwtConfig());
+    expect(result).toMatchObject({ ok: true, settings: { jwt: { hs256Rotation: { policy: { name: "jwtHs256Secret", everyMs: PERIOD_90, overlapMs: 7 * DAY_MS } } } } });
+    const errorsOf = (raw: Record<string, string>) => {
+      const parsed = parseStackConfig(raw);
+      return parsed.ok ? [] : parsed.errors;
+    };
+    expect(errorsOf(jwtConfig({ jwtAlgorithms: '["RS256"]', jwtPublicKeysPem: "[]" })).filter((e) => e.includes("rotation"))).toEqual([
+      "`ollama-gateway:rotation[0]` names `jwtHs256Secret`, but no HS256 secret is in use (`jwtIssuer` empty or `HS256` not in `jwtAlgorithms`); add `HS256` to `jwtAlgorithms` or remove the policy.",
+    ]);
+    expect(errorsOf(jwtConfig({ jwtHs256Secret: "s".repeat(40) }))).toEqual([
+      "`ollama-gateway:rotation[0]` names `jwtHs256Secret`, which is set in the stack config; the program can only rotate secrets it generates: remove it (`pulumi config rm jwtHs256Secret`) or remove the policy.",
+    ]);
+    expect(errorsOf(jwtConfig({ apiKeys: '["jwtHs256Secret:read"]' }))).toEqual([
+      "`ollama-gateway:apiKeys[0]` is named `jwtHs256Secret`, which `rotation` keeps for the HS256 secret; choose another name.",
+    ]);
+  });
+
+  it("rotates the secret through two slots: one replaced, the previous kept with its kid until the overlap ends", async () => {
+    const base = await evaluate(jwtConfig(), iso(B0));
+    const slots = base.resources.filter((r) => r.name.startsWith("gateway-credentials-jwt-hs256")).map((r) => r.name).sort();
+    expect(slots).toEqual(["gateway-credentials-jwt-hs256-a", "gateway-credentials-jwt-hs256-b"]);
+    const secret = await valueOf(base.program.jwtHs256Secret);
+    expect(await outputIsSecret(base.program.jwtHs256Secret)).toBe(true);
+    expect((await valueOf(base.program.jwtSettings))?.hs256Kid).toBe(`hs256-${generation}`);
+    expect(jwtKeys(base.files)).toEqual([["HS256", `hs256-${generation}`, secret]]);
+
+    const nextStart = start90 + PERIOD_90;
+    const next = await evaluate(jwtConfig(), iso(nextStart + HOUR_MS));
+    expect(changed(base, next)).toEqual([`gateway-credentials-jwt-hs256-${generation % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    const nextSecret = await valueOf(next.program.jwtHs256Secret);
+    expect(nextSecret).not.toBe(secret);
+    expect((await valueOf(next.program.jwtSettings))?.hs256Kid).toBe(`hs256-${generation + 1}`);
+    expect(jwtKeys(next.files)).toEqual([
+      ["HS256", `hs256-${generation + 1}`, nextSecret],
+      ["HS256", `hs256-${generation}`, secret, String(toUnixSeconds(iso(nextStart + 7 * DAY_MS)))],
+    ]);
+    expect(await valueOf(next.program.rotation)).toMatchObject({ jwtHs256Secret: { generation: generation + 1, previousValid: true } });
+
+    // After the overlap the previous secret leaves the file; nothing but the writer changes.
+    const later = await evaluate(jwtConfig(), iso(nextStart + 8 * DAY_MS));
+    expect(changed(next, later)).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(jwtKeys(later.files)).toEqual([["HS256", `hs256-${generation + 1}`, nextSecret]]);
+  });
+
+  it("rotates on demand through rotationGenerations, like a key", async () => {
+    const base = await evaluate(jwtConfig(), iso(B0));
+    const requested = await evaluate(
+      jwtConfig({ rotationGenerations: JSON.stringify({ jwtHs256Secret: { generation: 1, at: iso(B0) } }) }),
+      iso(B0 + HOUR_MS),
+    );
+    expect(changed(base, requested)).toEqual([`gateway-credentials-jwt-hs256-${generation % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    expect(jwtKeys(requested.files).map(([, kid, , notAfter]) => [kid, notAfter])).toEqual([
+      [`hs256-${generation + 1}`, undefined],
+      [`hs256-${generation}`, String(toUnixSeconds(iso(B0 + 7 * DAY_MS)))],
+    ]);
+  });
+});

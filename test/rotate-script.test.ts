@@ -57,12 +57,36 @@ describe("npm run rotate", () => {
     expect(Object.keys(JSON.parse(load()["ollama-gateway:rotationGenerations"] as string)).sort()).toEqual(["alice", "app"]);
   });
 
+  it("rotates the generated HS256 secret with --jwt-hs256, and includes it in --all", () => {
+    const jwt = [
+      "  ollama-gateway:jwtIssuer: https://login.example.com/",
+      "  ollama-gateway:jwtAudience: ollama-gateway",
+      "  ollama-gateway:jwtAlgorithms: [HS256]",
+      "",
+    ].join("\n");
+    writeFileSync(file, original.replace("    - alice:manual:24h\n", "    - alice:manual:24h\n    - jwtHs256Secret:90d:7d\n") + jwt);
+    expect(runRotate(["--stack", "dev", "--jwt-hs256"], { cwd: dir, now: NOW })).toMatchObject({ code: 0, stderr: "" });
+    expect(JSON.parse(load()["ollama-gateway:rotationGenerations"] as string)).toEqual({ jwtHs256Secret: { generation: 1, at: "2026-11-05T10:00:00Z" } });
+    expect(runRotate(["--stack", "dev", "--all"], { cwd: dir, now: NOW }).code).toBe(0);
+    expect(Object.keys(JSON.parse(load()["ollama-gateway:rotationGenerations"] as string)).sort()).toEqual(["alice", "app", "jwtHs256Secret"]);
+
+    // A secret set in the stack config (encrypted or not) cannot rotate: refused, value never read.
+    writeFileSync(file, `${readFileSync(file, "utf8")}  ollama-gateway:jwtHs256Secret:\n    secure: AAABAHunter2\n`);
+    const before = readFileSync(file, "utf8");
+    const refused = runRotate(["--stack", "dev", "--jwt-hs256"], { cwd: dir, now: NOW });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("names `jwtHs256Secret`, which is set in the stack config");
+    expect(refused.stderr).not.toContain("Hunter2");
+    expect(readFileSync(file, "utf8")).toBe(before);
+  });
+
   it.each([
     [["--stack", "prod", "--all"], "no stack `prod`"],
     [["--stack", "dev", "--key", "ghost"], "stack `dev` has no API key `ghost`; its API keys: app, ops (Basic users rotate with --user)."],
     [["--stack", "dev", "--user", "app"], "stack `dev` has no Basic user `app`; its Basic users: alice (API keys rotate with --key)."],
     [["--stack", "dev", "--key", "ops"], "API key `ops` has no `rotation` policy in stack `dev`; add one, such as `ops:manual:24h` to `rotation`, then run again."],
-    [["--stack", "dev", "--key", "app", "--all"], "give --stack and exactly one of --key, --user, --all."],
+    [["--stack", "dev", "--key", "app", "--all"], "give --stack and exactly one of --key, --user, --jwt-hs256, --all."],
+    [["--stack", "dev", "--jwt-hs256"], "stack `dev` has no `rotation` policy for the HS256 secret; add `jwtHs256Secret:manual:24h`"],
     [["--stack", "../dev", "--all"], "no stack `../dev`"],
   ])("refuses %j with exit 2 and writes nothing", (argv, message) => {
     const result = runRotate(argv, { cwd: dir, now: NOW });

@@ -15,6 +15,7 @@ describe("rotate-secrets workflow", () => {
     expect(inputs.key.type).toBe("string");
     expect(inputs.user.type).toBe("string");
     expect(inputs.all).toMatchObject({ type: "boolean", default: false });
+    expect(inputs.jwt_hs256).toMatchObject({ type: "boolean", default: false });
   });
 
   it("has one job per stack, not cancelled half-way, and may push the stack file", () => {
@@ -38,7 +39,7 @@ describe("rotate-secrets workflow", () => {
   it("requests the on-demand rotation only on manual dispatch, then deploys the matrix stack", () => {
     const rotate = steps.find((s) => s.run?.includes("npm run rotate"))!;
     expect(rotate.if).toContain("github.event_name == 'workflow_dispatch'");
-    for (const flag of ["--all", "--key", "--user"]) expect(rotate.run).toContain(`npm run rotate -- --stack "$STACK" ${flag}`);
+    for (const flag of ["--all", "--key", "--user", "--jwt-hs256"]) expect(rotate.run).toContain(`npm run rotate -- --stack "$STACK" ${flag}`);
     // Inputs reach the shell through env, never pasted into the script (no injection).
     expect(rotate.run).not.toContain("${{");
     const up = steps.find((s) => s.run?.includes("pulumi up"))!;
