@@ -105,14 +105,13 @@ export const curlExample = gateway.curlExample;
 export const jwtHs256Secret = gateway.jwtHs256Secret;
 /** What JWT issuers must put in tokens: issuer, audience, algorithms, scope and name claims. Not secret; absent with JWT off. */
 export const jwtSettings = gateway.jwtSettings;
-/** Per rotating credential (and `jwtHs256Secret`, the HS256 secret, when it rotates): generation, current slot, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
+/** Per rotating credential (and `jwtHs256Secret`, the HS256 secret, when it rotates): generation, when it took over, until when the previous secret works, next scheduled rotation. Not secret. */
 export const rotation = pulumi.output(
   Object.fromEntries(
     Object.entries(rotations).map(([name, r]) => [
       name,
       {
         generation: r.generation,
-        currentSlot: r.currentSlot,
         rotatedAt: r.rotatedAt ?? null,
         previousNotAfter: r.previousNotAfter ?? null,
         previousValid: r.previousLive,

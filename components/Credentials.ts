@@ -8,7 +8,7 @@ import type { Scope } from "../bundle/spec";
  * date (see `config/rotation.ts`), so the component itself never reads the clock.
  */
 export interface CredentialRotationArgs {
-  /** Generation of the current secret; 0 before the first rotation. Slot `a` holds even generations, `b` odd ones. */
+  /** Generation of the current secret; 0 before the first rotation. Each generation has its own resource (`-g<n>`). */
   generation: number;
   /** Until when the previous generation's secret works (ISO 8601). Omitted: the previous secret is not in the files. */
   previousNotAfter?: string;
@@ -20,7 +20,7 @@ export interface ApiKeyArgs {
   scope: Scope;
   /** The key itself (secret). Default: generated, 40 letters and digits. Refused together with `rotation`. */
   key?: pulumi.Input<string>;
-  /** Rotate the generated key through two slots. Default: one fixed key (`-current`). */
+  /** Rotate the generated key by generation (see `perGeneration`). Default: one fixed key (`-current`). */
   rotation?: CredentialRotationArgs;
 }
 
@@ -29,7 +29,7 @@ export interface BasicUserArgs {
   scope: Scope;
   /** The password (secret). Default: generated, 24 letters and digits. Refused together with `rotation`. */
   password?: pulumi.Input<string>;
-  /** Rotate the generated password through two slots. Default: one fixed password (`-current`). */
+  /** Rotate the generated password by generation (see `perGeneration`). Default: one fixed password (`-current`). */
   rotation?: CredentialRotationArgs;
 }
 
@@ -49,7 +49,7 @@ export interface CredentialsArgs {
     secret?: pulumi.Input<string>;
     kid?: string;
     /**
-     * Rotate the generated secret through two slots, like a key; refused with `secret`. The
+     * Rotate the generated secret by generation, like a key; refused with `secret`. The
      * current secret's kid is `<kid or "hs256">-<generation>`; the previous one stays in
      * `credentials/jwt-keys`, with its kid, until `previousNotAfter`.
      */
@@ -65,23 +65,49 @@ export interface SpecCredentials {
   jwtHs256Secrets?: { kid?: string; secret: string; notAfter?: string }[];
 }
 
-type SlotName = "a" | "b";
-/** The slot that holds a generation: even in `a`, odd in `b`. */
-const slotOf = (generation: number): SlotName => (generation % 2 === 0 ? "a" : "b");
-/** The latest generation of the slot's parity, at most `generation` (-1: the slot holds none yet). */
-const slotGeneration = (slot: SlotName, generation: number) => (slotOf(generation) === slot ? generation : generation - 1);
+/** The current generation's secret and, while its overlap lasts, the previous one's. */
+interface Generations<T> {
+  current: T;
+  previous?: T;
+}
+
+/**
+ * The random resources behind one generated secret. Without rotation: one, named `original`.
+ * With rotation: one per live generation, `<base>-g<n>`: the current generation's and,
+ * while the overlap lasts (`previousNotAfter`), the previous one's. A rotation creates the next
+ * generation's resource and leaves the previous one as it was; a generation that falls out of
+ * the overlap is no longer declared, so Pulumi deletes it.
+ *
+ * Every generation keeps the keepers of the original resource, and the current one carries an
+ * alias to it: adopting a policy renames the existing secret instead of replacing it, so its
+ * clients keep working, and the first scheduled rotation has the usual overlap.
+ */
+function perGeneration<T>(
+  names: { base: string; original: string },
+  rotation: CredentialRotationArgs | undefined,
+  declare: (resourceName: string, opts: pulumi.CustomResourceOptions) => T,
+): Generations<T> {
+  if (!rotation) return { current: declare(names.original, {}) };
+  const { generation, previousNotAfter } = rotation;
+  return {
+    current: declare(`${names.base}-g${generation}`, { aliases: [{ name: names.original }] }),
+    ...(previousNotAfter !== undefined && generation > 0 ? { previous: declare(`${names.base}-g${generation - 1}`, {}) } : {}),
+  };
+}
+
+/** A credential's resource names: `<base>-current` before any rotation policy, `<base>-g<n>` with one. */
+const credentialNames = (base: string) => ({ base, original: `${base}-current` });
 
 /**
  * Every credential's secret, generated where none is given, and its digest for the proxy.
  *
- * Deterministic: random values live in resources keyed by credential name and slot, and the
+ * Deterministic: random values live in resources keyed by credential name and generation, and the
  * bcrypt salt comes from one of them, so an unchanged credential yields identical files and
  * no container changes.
  *
- * Rotation: a credential with `rotation` has two slots, `a` (even generations) and `b` (odd),
- * whose `keepers` hold the generation they carry. Moving to the next generation changes the
- * keepers of the older slot only, so one rotation replaces one slot's resources while the other
- * slot, now the previous secret, keeps its value until its `notAfter`.
+ * Rotation: a credential with `rotation` has one resource per live generation (see
+ * `perGeneration`): a rotation adds the next generation's secret and keeps the previous one, in
+ * the files until its `notAfter`, then drops it.
  */
 export class Credentials extends pulumi.ComponentResource {
   /** name -> key; secret. */
@@ -108,40 +134,22 @@ export class Credentials extends pulumi.ComponentResource {
     for (const entry of a.basicUsers) checkRotation(entry.name, entry.rotation, entry.password !== undefined);
     if (a.jwtHs256) checkRotation("jwtHs256", a.jwtHs256.rotation, a.jwtHs256.secret !== undefined);
 
-    /** Keepers of a slot: the slot's generation is in them, so only a new generation replaces it. */
-    const keepers = (credential: string, slot: string, rotation?: CredentialRotationArgs): Record<string, string> =>
-      rotation ? { name: credential, slot, generation: String(slotGeneration(slot as SlotName, rotation.generation)) } : { name: credential, slot };
-    /** `current` for a credential without rotation (its resource names predate rotation); `a`/`b` with it. */
-    const slotsOf = (rotation?: CredentialRotationArgs) =>
-      rotation ? { current: slotOf(rotation.generation), previous: slotOf(rotation.generation + 1) } : { current: "current" };
-
     const keys = a.apiKeys.map((entry) => {
-      const generated = (slot: string) =>
-        new random.RandomPassword(
-          `${name}-key-${entry.name}-${slot}`,
-          { length: 40, special: false, keepers: keepers(entry.name, slot, entry.rotation) },
-          { parent: this },
-        ).result;
       if (entry.key !== undefined) return { entry, key: pulumi.secret(entry.key) };
-      if (!entry.rotation) return { entry, key: pulumi.secret(generated("current")) };
-      const bySlot = { a: generated("a"), b: generated("b") };
-      const slots = slotsOf(entry.rotation);
-      return { entry, key: pulumi.secret(bySlot[slots.current as SlotName]), previousKey: pulumi.secret(bySlot[slots.previous as SlotName]) };
+      const generated = perGeneration(credentialNames(`${name}-key-${entry.name}`), entry.rotation, (resourceName, opts) =>
+        pulumi.secret(
+          new random.RandomPassword(resourceName, { length: 40, special: false, keepers: { name: entry.name, slot: "current" } }, { parent: this, ...opts })
+            .result,
+        ),
+      );
+      return { entry, key: generated.current, previousKey: generated.previous };
     });
 
     const users = a.basicUsers.map((entry) => {
-      const generated = (slot: string) => {
-        const password = new random.RandomPassword(
-          `${name}-password-${entry.name}-${slot}`,
-          { length: 24, special: false, keepers: keepers(entry.name, slot, entry.rotation) },
-          { parent: this },
-        ).result;
-        return { password, salt: salt(slot) };
-      };
       // A stable salt makes the hash repeatable: same password, same htpasswd line, no diff.
-      const salt = (slot: string) =>
+      const salt = (resourceName: string, opts: pulumi.CustomResourceOptions) =>
         new random.RandomString(
-          `${name}-salt-${entry.name}-${slot}`,
+          resourceName,
           {
             length: 22,
             special: true,
@@ -149,43 +157,39 @@ export class Credentials extends pulumi.ComponentResource {
             lower: true,
             upper: true,
             numeric: true,
-            keepers: keepers(entry.name, slot, entry.rotation),
+            keepers: { name: entry.name, slot: "current" },
           },
-          { parent: this },
+          { parent: this, ...opts },
         ).result;
-      const hashed = (secret: { password: pulumi.Input<string>; salt: pulumi.Output<string> }) => ({
-        password: pulumi.secret(secret.password),
-        passwordHash: pulumi.secret(pulumi.all([secret.password, secret.salt]).apply(([p, s]) => bcryptHashWithSalt(p, s, a.bcryptCost))),
+      const hashed = (password: pulumi.Input<string>, saltValue: pulumi.Output<string>) => ({
+        password: pulumi.secret(password),
+        passwordHash: pulumi.secret(pulumi.all([password, saltValue]).apply(([p, s]) => bcryptHashWithSalt(p, s, a.bcryptCost))),
       });
-      const none = { previousHash: undefined as pulumi.Output<string> | undefined };
-      if (entry.password !== undefined) return { entry, ...none, ...hashed({ password: entry.password, salt: salt("current") }) };
-      if (!entry.rotation) return { entry, ...none, ...hashed(generated("current")) };
-      const bySlot = { a: hashed(generated("a")), b: hashed(generated("b")) };
-      const slots = slotsOf(entry.rotation);
-      return { entry, ...bySlot[slots.current as SlotName], previousHash: bySlot[slots.previous as SlotName].passwordHash };
+      const saltNames = credentialNames(`${name}-salt-${entry.name}`);
+      if (entry.password !== undefined) return { entry, ...hashed(entry.password, salt(saltNames.original, {})), previousHash: undefined };
+      const passwords = perGeneration(credentialNames(`${name}-password-${entry.name}`), entry.rotation, (resourceName, opts) =>
+        new random.RandomPassword(resourceName, { length: 24, special: false, keepers: { name: entry.name, slot: "current" } }, { parent: this, ...opts })
+          .result,
+      );
+      const salts = perGeneration(saltNames, entry.rotation, salt);
+      const current = hashed(passwords.current, salts.current);
+      return { entry, ...current, previousHash: passwords.previous && salts.previous ? hashed(passwords.previous, salts.previous).passwordHash : undefined };
     });
 
-    // The HS256 secret: supplied, generated once (`-jwt-hs256`), or rotating through slots a/b.
+    // The HS256 secret: supplied, or generated (rotating like a key, with kids by generation).
     const jwtHs256 = a.jwtHs256;
     const hs256Secrets: { kid?: string; secret: pulumi.Output<string>; notAfter?: string }[] = [];
-    if (jwtHs256?.rotation) {
-      const { generation, previousNotAfter } = jwtHs256.rotation;
-      const slot = (s: SlotName) =>
-        new random.RandomPassword(
-          `${name}-jwt-hs256-${s}`,
-          { length: 64, special: false, keepers: { use: "jwt-hs256", slot: s, generation: String(slotGeneration(s, generation)) } },
-          { parent: this },
-        ).result;
-      const bySlot = { a: slot("a"), b: slot("b") };
-      const kid = (g: number) => `${jwtHs256.kid ?? "hs256"}-${g}`;
-      hs256Secrets.push({ kid: kid(generation), secret: bySlot[slotOf(generation)] });
-      if (previousNotAfter !== undefined && generation > 0)
-        hs256Secrets.push({ kid: kid(generation - 1), secret: bySlot[slotOf(generation + 1)], notAfter: previousNotAfter });
+    if (jwtHs256?.secret !== undefined) {
+      hs256Secrets.push({ kid: jwtHs256.kid, secret: pulumi.output(jwtHs256.secret) });
     } else if (jwtHs256) {
-      const secret =
-        jwtHs256.secret ??
-        new random.RandomPassword(`${name}-jwt-hs256`, { length: 64, special: false, keepers: { use: "jwt-hs256" } }, { parent: this }).result;
-      hs256Secrets.push({ kid: jwtHs256.kid, secret: pulumi.output(secret) });
+      const generated = perGeneration({ base: `${name}-jwt-hs256`, original: `${name}-jwt-hs256` }, jwtHs256.rotation, (resourceName, opts) =>
+        new random.RandomPassword(resourceName, { length: 64, special: false, keepers: { use: "jwt-hs256" } }, { parent: this, ...opts }).result,
+      );
+      const rotation = jwtHs256.rotation;
+      const kid = (generation: number) => `${jwtHs256.kid ?? "hs256"}-${generation}`;
+      hs256Secrets.push({ kid: rotation ? kid(rotation.generation) : jwtHs256.kid, secret: generated.current });
+      if (rotation && generated.previous)
+        hs256Secrets.push({ kid: kid(rotation.generation - 1), secret: generated.previous, notAfter: rotation.previousNotAfter });
     }
     this.jwtHs256Secret = hs256Secrets.length > 0 ? pulumi.secret(hs256Secrets[0].secret) : pulumi.output(undefined);
     this.jwtHs256Kid = pulumi.output(hs256Secrets[0]?.kid);

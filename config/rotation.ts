@@ -32,10 +32,6 @@ export interface OnDemandRotation {
 export interface RotationState {
   /** Generation of the current secret. */
   generation: number;
-  /** Which of the two slots holds it: `a` holds even generations, `b` odd ones. */
-  currentSlot: "a" | "b";
-  /** The generation each slot holds; a slot's resources are replaced only when this changes. */
-  slotGenerations: { a: number; b: number };
   /** When the current generation took over (ISO); undefined before any rotation. */
   rotatedAt?: string;
   /** Until when the previous secret works (ISO); undefined when there is none. */
@@ -70,12 +66,8 @@ export function rotationState(policy: RotationPolicy, onDemand: OnDemandRotation
   const starts = [periodStart, requestedAt].filter((t): t is number => t !== undefined);
   const rotatedAtMs = generation > 0 && starts.length > 0 ? Math.max(...starts) : undefined;
   const previousNotAfterMs = rotatedAtMs === undefined ? undefined : rotatedAtMs + policy.overlapMs;
-  const odd = generation % 2 === 1;
   return {
     generation,
-    currentSlot: odd ? "b" : "a",
-    // Each slot holds the latest generation of its parity: one rotation moves exactly one slot.
-    slotGenerations: odd ? { a: generation - 1, b: generation } : { a: generation, b: generation - 1 },
     rotatedAt: rotatedAtMs === undefined ? undefined : iso(rotatedAtMs),
     previousNotAfter: previousNotAfterMs === undefined ? undefined : iso(previousNotAfterMs),
     previousLive: previousNotAfterMs !== undefined && policy.overlapMs > 0 && nowMs < previousNotAfterMs,

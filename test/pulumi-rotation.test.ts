@@ -1,7 +1,8 @@
 /**
- * Rotation under mocks: the schedule is pure (config + date), a rotation replaces exactly the
- * older slot of the rotated credential and the credential writer, never a long-running
- * container, and the credential files carry the previous secret until its notAfter.
+ * Rotation under mocks: the schedule is pure (config + date), a rotation adds exactly the next
+ * generation of the rotated credential and re-runs the credential writer, never touches a
+ * long-running container, and the credential files carry the previous secret until its
+ * notAfter. Adopting a policy renames the existing secret rather than replacing it.
  */
 import { afterAll, describe, expect, it } from "vitest";
 import { bcryptVerify, sha256Hex, toUnixSeconds } from "../bundle/credentials";
@@ -79,28 +80,38 @@ const userLines = (files: Record<string, string>, name: string) => files["creden
 describe("rotation under mocks", () => {
   let base: Evaluation;
   let rotated: Evaluation;
+  const key = (generation: number) => `gateway-credentials-key-app-g${generation}`;
+  const resource = (evaluation: Evaluation, name: string) => evaluation.resources.find((r) => r.name === name)!;
 
-  it("gives two slot resources per rotating credential and leaves the others as they were", async () => {
+  it("declares one resource per live generation of a rotating credential and leaves the others as they were", async () => {
     base = await evaluate(config(), iso(T0));
     const names = (type: string) => base.resources.filter((r) => r.type === type).map((r) => r.name).sort();
-    expect(names(TYPES.password)).toEqual([
-      "gateway-credentials-key-app-a",
-      "gateway-credentials-key-app-b",
-      "gateway-credentials-key-ops-current",
-      "gateway-credentials-password-alice-a",
-      "gateway-credentials-password-alice-b",
-    ]);
-    expect(names(TYPES.string)).toEqual(["gateway-credentials-salt-alice-a", "gateway-credentials-salt-alice-b"]);
-    const app = (slot: string) => base.resources.find((r) => r.name === `gateway-credentials-key-app-${slot}`)!.inputs.keepers;
-    // Generation = periods since the epoch; slot a holds even generations, b odd ones.
-    const slotA = period % 2 === 0 ? period : period - 1;
-    expect(app("a")).toEqual({ name: "app", slot: "a", generation: String(slotA) });
-    expect(app("b")).toEqual({ name: "app", slot: "b", generation: String(slotA === period ? period - 1 : period) });
-    const ops = base.resources.find((r) => r.name === "gateway-credentials-key-ops-current")!;
-    expect(ops.inputs.keepers).toEqual({ name: "ops", slot: "current" });
-    // 10 days into the period, the 48 h overlap is over: only the current key is in the file.
+    // Generation = periods since the epoch (app) or on-demand requests (alice, manual). Ten days
+    // into the period, the 48 h overlap is over: only the current generation is declared.
+    expect(names(TYPES.password)).toEqual([key(period), "gateway-credentials-key-ops-current", "gateway-credentials-password-alice-g0"]);
+    expect(names(TYPES.string)).toEqual(["gateway-credentials-salt-alice-g0"]);
+    expect(resource(base, key(period)).aliases).toEqual(["gateway-credentials-key-app-current"]);
+    expect(resource(base, "gateway-credentials-key-ops-current").aliases).toEqual([]);
     expect(keyLines(base.files, "app")).toEqual([`app\tinference\tcurrent\t-\t-\t${sha256Hex(base.apiKeys.app)}`]);
     expect(userLines(base.files, "alice")).toHaveLength(1);
+  });
+
+  it("adopts a policy by renaming the existing secret (alias, identical inputs), so it is not replaced", async () => {
+    // The same stack before `rotation` was added: app and alice had their `-current` resources.
+    const before = await evaluate(devStackConfig(), iso(T0));
+    for (const [old, adopted] of [
+      ["gateway-credentials-key-app-current", key(period)],
+      ["gateway-credentials-password-alice-current", "gateway-credentials-password-alice-g0"],
+      ["gateway-credentials-salt-alice-current", "gateway-credentials-salt-alice-g0"],
+    ]) {
+      const renamed = resource(base, adopted);
+      // Pulumi moves the state of `old` to `adopted` and diffs the inputs: equal inputs (keepers
+      // included) mean no replacement, so the secret clients have stays current. (The mocks
+      // derive values from names, so they cannot show the kept value itself.)
+      expect(renamed.aliases, adopted).toEqual([old]);
+      expect(renamed.type).toBe(resource(before, old).type);
+      expect(JSON.stringify(unwrap(renamed.inputs)), adopted).toBe(JSON.stringify(unwrap(resource(before, old).inputs)));
+    }
   });
 
   it("reports the schedule in a non-secret `rotation` output", async () => {
@@ -108,13 +119,12 @@ describe("rotation under mocks", () => {
     expect(await valueOf(base.program.rotation)).toEqual({
       app: {
         generation: period,
-        currentSlot: period % 2 === 0 ? "a" : "b",
         rotatedAt: iso(periodStart),
         previousNotAfter: iso(periodStart + 48 * HOUR_MS),
         previousValid: false,
         nextRotation: iso(periodStart + PERIOD),
       },
-      alice: { generation: 0, currentSlot: "a", rotatedAt: null, previousNotAfter: null, previousValid: false, nextRotation: null },
+      alice: { generation: 0, rotatedAt: null, previousNotAfter: null, previousValid: false, nextRotation: null },
     });
   });
 
@@ -124,10 +134,9 @@ describe("rotation under mocks", () => {
     expect(again.apiKeys).toEqual(base.apiKeys);
   });
 
-  it("rotates one key on demand: its older slot and the writer change, no other resource", async () => {
+  it("rotates one key on demand: the next generation is added, the writer re-runs, nothing else changes", async () => {
     rotated = await evaluate(config({ app: { generation: 1, at: iso(T0) } }), iso(T0));
-    const olderSlot = period % 2 === 0 ? "b" : "a";
-    expect(changed(base, rotated)).toEqual([`gateway-credentials-key-app-${olderSlot}`, "gateway-proxy-credentials-writer"]);
+    expect(changed(base, rotated)).toEqual([key(period + 1), "gateway-proxy-credentials-writer"]);
     expect(rotated.apiKeys.app).not.toBe(base.apiKeys.app);
     expect(rotated.apiKeys.ops).toBe(base.apiKeys.ops);
     expect(rotated.basicAuth).toEqual(base.basicAuth);
@@ -146,33 +155,34 @@ describe("rotation under mocks", () => {
     expect(others(rotated.files)).toEqual(others(base.files));
   });
 
-  it("drops the previous key from the files once the overlap is over, and nothing else changes", async () => {
+  it("drops the previous generation once the overlap is over: its resource goes, the writer re-runs", async () => {
     const later = await evaluate(config({ app: { generation: 1, at: iso(T0) } }), iso(T0 + 49 * HOUR_MS));
-    expect(changed(rotated, later)).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(changed(rotated, later)).toEqual([key(period), "gateway-proxy-credentials-writer"]);
+    expect(later.resources.some((r) => r.name === key(period))).toBe(false);
     expect(later.apiKeys.app).toBe(rotated.apiKeys.app);
     expect(keyLines(later.files, "app")).toEqual([`app\tinference\tcurrent\t-\t-\t${sha256Hex(rotated.apiKeys.app)}`]);
   });
 
-  it("rotates by schedule when a period passes: one slot replaced, previous valid for 48 h from the period start", async () => {
+  it("rotates by schedule when a period passes: one resource added, previous valid for 48 h from the period start", async () => {
     const nextStart = periodStart + PERIOD;
     const next = await evaluate(config(), iso(nextStart + HOUR_MS));
-    expect(changed(base, next)).toEqual([`gateway-credentials-key-app-${period % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    expect(changed(base, next)).toEqual([key(period + 1), "gateway-proxy-credentials-writer"]);
     expect(keyLines(next.files, "app")).toEqual([
       `app\tinference\tcurrent\t-\t-\t${sha256Hex(next.apiKeys.app)}`,
       `app\tinference\tprevious\t${toUnixSeconds(iso(nextStart + 48 * HOUR_MS))}\t-\t${sha256Hex(base.apiKeys.app)}`,
     ]);
-    // Two rotations in a row move the two slots in turn; the key of two generations ago is gone.
+    // The next period: its generation is added and the one before the previous goes.
     const twoLater = await evaluate(config(), iso(nextStart + PERIOD + HOUR_MS));
-    expect(changed(next, twoLater)).toEqual([`gateway-credentials-key-app-${period % 2 === 0 ? "a" : "b"}`, "gateway-proxy-credentials-writer"]);
+    expect(changed(next, twoLater)).toEqual([key(period), key(period + 2), "gateway-proxy-credentials-writer"].sort());
     expect(twoLater.files["credentials/api-keys"]).toContain(sha256Hex(next.apiKeys.app));
     expect(twoLater.files["credentials/api-keys"]).not.toContain(sha256Hex(base.apiKeys.app));
   });
 
-  it("rotates a Basic user through its slots: password and salt of one slot, previous hash kept", async () => {
+  it("rotates a Basic user: a new password and salt, the previous hash kept", async () => {
     const user = await evaluate(config({ alice: { generation: 1, at: iso(T0) } }), iso(T0 + HOUR_MS));
     expect(changed(base, user)).toEqual([
-      "gateway-credentials-password-alice-b",
-      "gateway-credentials-salt-alice-b",
+      "gateway-credentials-password-alice-g1",
+      "gateway-credentials-salt-alice-g1",
       "gateway-proxy-credentials-writer",
     ]);
     const lines = userLines(user.files, "alice");
@@ -183,7 +193,7 @@ describe("rotation under mocks", () => {
     expect(bcryptVerify(user.basicAuth.alice, current[1])).toBe(true);
     expect(bcryptVerify(base.basicAuth.alice, previous[1])).toBe(true);
     expect(user.basicAuth.alice).not.toBe(base.basicAuth.alice);
-    // The previous slot's hash is the very line the proxy had before: its verification cache stays warm.
+    // The previous hash is the very line the proxy had before: its verification cache stays warm.
     expect(previous[1]).toBe(userLines(base.files, "alice")[0].split(":")[1]);
   });
 
@@ -333,10 +343,15 @@ describe("HS256 secret rotation", () => {
     ]);
   });
 
-  it("rotates the secret through two slots: one replaced, the previous kept with its kid until the overlap ends", async () => {
+  const secretResource = (g: number) => `gateway-credentials-jwt-hs256-g${g}`;
+
+  it("rotates the secret like a key: the next generation added, the previous kept with its kid until the overlap ends", async () => {
     const base = await evaluate(jwtConfig(), iso(B0));
-    const slots = base.resources.filter((r) => r.name.startsWith("gateway-credentials-jwt-hs256")).map((r) => r.name).sort();
-    expect(slots).toEqual(["gateway-credentials-jwt-hs256-a", "gateway-credentials-jwt-hs256-b"]);
+    const declared = base.resources.filter((r) => r.name.startsWith("gateway-credentials-jwt-hs256"));
+    expect(declared.map((r) => r.name)).toEqual([secretResource(generation)]);
+    // Adopting the policy renames the stack's one HS256 secret, with the same inputs.
+    expect(declared[0].aliases).toEqual(["gateway-credentials-jwt-hs256"]);
+    expect(declared[0].inputs.keepers).toEqual({ use: "jwt-hs256" });
     const secret = await valueOf(base.program.jwtHs256Secret);
     expect(await outputIsSecret(base.program.jwtHs256Secret)).toBe(true);
     expect((await valueOf(base.program.jwtSettings))?.hs256Kid).toBe(`hs256-${generation}`);
@@ -344,7 +359,7 @@ describe("HS256 secret rotation", () => {
 
     const nextStart = start90 + PERIOD_90;
     const next = await evaluate(jwtConfig(), iso(nextStart + HOUR_MS));
-    expect(changed(base, next)).toEqual([`gateway-credentials-jwt-hs256-${generation % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    expect(changed(base, next)).toEqual([secretResource(generation + 1), "gateway-proxy-credentials-writer"]);
     const nextSecret = await valueOf(next.program.jwtHs256Secret);
     expect(nextSecret).not.toBe(secret);
     expect((await valueOf(next.program.jwtSettings))?.hs256Kid).toBe(`hs256-${generation + 1}`);
@@ -354,9 +369,9 @@ describe("HS256 secret rotation", () => {
     ]);
     expect(await valueOf(next.program.rotation)).toMatchObject({ jwtHs256Secret: { generation: generation + 1, previousValid: true } });
 
-    // After the overlap the previous secret leaves the file; nothing but the writer changes.
+    // After the overlap the previous secret leaves the file, and its resource goes.
     const later = await evaluate(jwtConfig(), iso(nextStart + 8 * DAY_MS));
-    expect(changed(next, later)).toEqual(["gateway-proxy-credentials-writer"]);
+    expect(changed(next, later)).toEqual([secretResource(generation), "gateway-proxy-credentials-writer"]);
     expect(jwtKeys(later.files)).toEqual([["HS256", `hs256-${generation + 1}`, nextSecret]]);
   });
 
@@ -366,7 +381,7 @@ describe("HS256 secret rotation", () => {
       jwtConfig({ rotationGenerations: JSON.stringify({ jwtHs256Secret: { generation: 1, at: iso(B0) } }) }),
       iso(B0 + HOUR_MS),
     );
-    expect(changed(base, requested)).toEqual([`gateway-credentials-jwt-hs256-${generation % 2 === 0 ? "b" : "a"}`, "gateway-proxy-credentials-writer"]);
+    expect(changed(base, requested)).toEqual([secretResource(generation + 1), "gateway-proxy-credentials-writer"]);
     expect(jwtKeys(requested.files).map(([, kid, , notAfter]) => [kid, notAfter])).toEqual([
       [`hs256-${generation + 1}`, undefined],
       [`hs256-${generation}`, String(toUnixSeconds(iso(B0 + 7 * DAY_MS)))],

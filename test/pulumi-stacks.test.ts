@@ -53,15 +53,20 @@ describe("the committed stack files", () => {
     expect(second).toEqual(first);
   });
 
-  it("staging serves the office networks only, on every interface, with rotating keys in two slots", async () => {
+  it("staging serves the office networks only, on every interface, with rotating credentials by generation", async () => {
     const resources = await evaluate(stackFileConfig("staging"));
     expect(proxyPorts()).toEqual([
       { internal: 8080, external: 8080, ip: "0.0.0.0" },
       { internal: 8443, external: 8443, ip: "0.0.0.0" },
     ]);
     expect(commonConf()).toContain(["allow 10.0.0.0/8;", "allow 192.168.0.0/16;", "allow 127.0.0.1;", "deny all;"].join("\n"));
-    const keySlots = resources.filter((r) => r.type === "random:index/randomPassword:RandomPassword" && /webapp|ci|ops|qa/.test(r.name));
-    for (const name of ["webapp", "ci", "ops", "qa"]) expect(keySlots.filter((r) => r.name.includes(`-${name}-`)).length, name).toBe(2);
+    const secrets = resources.filter((r) => r.type === TYPES.password).map((r) => r.name);
+    for (const name of ["key-webapp", "key-ci", "key-ops", "password-qa"]) {
+      // The current generation (and the previous one during its overlap), never the unrotated `-current`.
+      const generations = secrets.filter((n) => n.startsWith(`gateway-credentials-${name}-`));
+      expect(generations.length, name).toBeGreaterThanOrEqual(1);
+      expect(generations.every((n) => /-g\d+$/.test(n)), name).toBe(true);
+    }
   });
 
   it("prod refuses to deploy until its certificate is set, naming both keys, and declares nothing", async () => {

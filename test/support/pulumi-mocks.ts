@@ -42,6 +42,8 @@ export interface RecordedResource {
   /** URN of the parent ("" for none). */
   parent: string;
   custom: boolean;
+  /** Names (or URNs) this resource had before, from its `aliases` option. */
+  aliases: string[];
 }
 
 export const recorded: RecordedResource[] = [];
@@ -112,7 +114,7 @@ function computed(type: string, name: string, inputs: Record<string, any>): Reco
   }
 }
 
-let lastRegistration = { parent: "", urn: "" };
+let lastRegistration: Pick<RecordedResource, "parent" | "urn" | "aliases"> = { parent: "", urn: "", aliases: [] };
 
 /** Installs the mocks once per test file; call before importing the program. */
 export function installMocks(): void {
@@ -137,6 +139,11 @@ export function installMocks(): void {
     lastRegistration = {
       parent: request.getParent(),
       urn: monitor.newUrn(request.getParent(), request.getType(), request.getName()),
+      // The SDK sends alias specs when the monitor supports them, else URNs.
+      aliases: [
+        ...request.getAliasesList().map((alias: any) => alias.getSpec()?.getName() || alias.getUrn()),
+        ...request.getAliasurnsList(),
+      ],
     };
     return register(request, callback);
   };
