@@ -459,7 +459,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
 
   it("keeps a rotated-out HS256 secret until its notAfter, with or without a kid, then refuses it", async () => {
     const jwt = spec.jwt!;
-    const notAfter = new Date(Math.ceil(Date.now() / 1000) * 1000 + 3000);
+    const notAfter = new Date(Math.ceil(Date.now() / 1000) * 1000 + 5000);
     gateway.updateCredentials({
       ...spec,
       jwt: { ...jwt, hs256Secrets: [{ kid: "hs-2", secret: HS_SECRET_2 }, { kid: "hs-1", secret: HS_SECRET, notAfter: notAfter.toISOString() }] },
