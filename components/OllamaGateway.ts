@@ -30,6 +30,20 @@ export interface GatewayJwtArgs extends JwtSettings {
   hs256Rotation?: CredentialRotationArgs;
 }
 
+/**
+ * The `clientEnv` output: shell lines for OpenAI-compatible clients (the official SDKs read
+ * `OPENAI_BASE_URL` and `OPENAI_API_KEY`) and, with a private CA, Node.js's extra trust store.
+ * Pure, so the tests run exactly these lines against the real nginx.
+ */
+export function clientEnvScript(endpoint: string, apiKey: string | undefined, trustCaFile: boolean): string {
+  return [
+    `export OPENAI_BASE_URL='${endpoint}/v1'`,
+    ...(apiKey !== undefined ? [`export OPENAI_API_KEY='${apiKey}'`] : []),
+    ...(trustCaFile ? ['export NODE_EXTRA_CA_CERTS="$PWD/ca.pem"  # pulumi stack output caCertPem > ca.pem'] : []),
+    "",
+  ].join("\n");
+}
+
 /** What token issuers need to know (non-secret). */
 export interface JwtIssuerSettings {
   issuer: string;
@@ -125,6 +139,12 @@ export class OllamaGateway extends pulumi.ComponentResource {
   public readonly caCertPem: pulumi.Output<string | undefined>;
   /** A ready-to-paste curl command, with a credential in it; secret. */
   public readonly curlExample: pulumi.Output<string>;
+  /**
+   * Shell lines that configure OpenAI-compatible clients (the official SDKs read
+   * `OPENAI_BASE_URL` and `OPENAI_API_KEY`) with the first API key, and Node.js to trust the
+   * private CA; secret. Without API keys, only the base URL.
+   */
+  public readonly clientEnv: pulumi.Output<string>;
   /** The HS256 secret token issuers sign with; secret; undefined unless `jwt.algorithms` lists `HS256`. */
   public readonly jwtHs256Secret: pulumi.Output<string | undefined>;
   /** Issuer, audience, algorithms and claims token issuers must use; undefined without `jwt`. Not secret. */
@@ -240,6 +260,10 @@ export class OllamaGateway extends pulumi.ComponentResource {
       }),
     );
 
+    this.clientEnv = pulumi.secret(
+      credentials.apiKeys.apply((keys) => clientEnvScript(endpoint, firstKey !== undefined ? keys[firstKey] : undefined, certificates !== undefined)),
+    );
+
     this.registerOutputs({
       endpoint: this.endpoint,
       healthUrl: this.healthUrl,
@@ -248,6 +272,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
       basicAuth: this.basicAuth,
       caCertPem: this.caCertPem,
       curlExample: this.curlExample,
+      clientEnv: this.clientEnv,
       jwtHs256Secret: this.jwtHs256Secret,
       jwtSettings: this.jwtSettings,
     });

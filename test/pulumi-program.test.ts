@@ -211,7 +211,7 @@ describe("the dev stack", () => {
     expect(await valueOf(program.caCertPem)).toContain("-----BEGIN CERTIFICATE-----");
     for (const name of ["endpoint", "healthUrl", "openaiBaseUrl", "caCertPem"] as const)
       expect(await outputIsSecret(program[name]), name).toBe(false);
-    for (const name of ["apiKeys", "basicAuth", "curlExample"] as const) expect(await outputIsSecret(program[name]), name).toBe(true);
+    for (const name of ["apiKeys", "basicAuth", "curlExample", "clientEnv"] as const) expect(await outputIsSecret(program[name]), name).toBe(true);
 
     const keys = await valueOf(program.apiKeys);
     expect(Object.keys(keys).sort()).toEqual(["app", "ops"]);
@@ -219,6 +219,14 @@ describe("the dev stack", () => {
     expect(Object.keys(await valueOf(program.basicAuth))).toEqual(["alice"]);
     expect(await valueOf(program.curlExample)).toBe(
       `curl --cacert ca.pem -H 'Authorization: Bearer ${keys.app}' https://localhost:8443/v1/models`,
+    );
+    expect(await valueOf(program.clientEnv)).toBe(
+      [
+        "export OPENAI_BASE_URL='https://localhost:8443/v1'",
+        `export OPENAI_API_KEY='${keys.app}'`,
+        'export NODE_EXTRA_CA_CERTS="$PWD/ca.pem"  # pulumi stack output caCertPem > ca.pem',
+        "",
+      ].join("\n"),
     );
   });
 

@@ -2,15 +2,19 @@
  * TLS through the real nginx, with a CA and server certificate made by openssl in the test:
  * TLS 1.2/1.3 only, modern ciphers, HTTP redirected (health excepted), HSTS.
  */
-import { rmSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import https from "node:https";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { clientEnvScript } from "../components/OllamaGateway";
 import { makeCertificates } from "./support/certs";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { request } from "./support/http";
 import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { ROOT } from "./support/pulumi-mocks";
 
 const KEY = "tls-key-0000000000000000000000000000";
 
@@ -56,6 +60,25 @@ describe.runIf(nginxTestsEnabled)("TLS through the real nginx", () => {
   afterAll(async () => {
     await gateway?.stop();
     await fake?.close();
+  });
+
+  it("serves an OpenAI SDK configured only by the `clientEnv` output's lines, in a fresh Node process", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "client-env-"));
+    writeFileSync(path.join(dir, "ca.pem"), certs.caPem);
+    const client = `const { OpenAI } = require(${JSON.stringify(require.resolve("openai", { paths: [ROOT] }))});
+new OpenAI().models.list().then((page) => console.log(JSON.stringify(page.data.map((m) => m.id))));`;
+    const script = `${clientEnvScript(gateway.httpsUrl!, KEY, true)}exec node -e '${client}'\n`;
+    try {
+      // Nothing from this process's environment but PATH: the lines alone configure the client.
+      const stdout = await new Promise<string>((resolve, reject) =>
+        execFile("bash", ["-c", script], { cwd: dir, env: { PATH: process.env.PATH! }, timeout: 20_000 }, (error, out, err) =>
+          error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out),
+        ),
+      );
+      expect(JSON.parse(stdout).length).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("serves the API over HTTPS with a certificate the CA verifies, with HSTS", async () => {
