@@ -2,16 +2,16 @@
 --
 -- nginx's own `ssl_certificate $variable` opens the file twice per handshake (certificate,
 -- then key): a rename in between pairs an old certificate with a new key and the handshake
--- fails. Here one read gives both, parsed once and cached until stat(2) shows a new file
--- (checked at most once a second), so a renewed certificate reaches the next handshake with
--- no reload. A missing or broken file fails the handshake (closed) and logs one error line.
+-- fails. Here one read gives both, parsed once and cached until stat(2) shows a new file. The
+-- stat runs on every handshake (a microsecond next to the handshake's own cryptography), so
+-- every worker presents a renewed certificate from the next handshake on, with no reload. A
+-- missing or broken file fails the handshake (closed) and logs one error line.
 local ssl = require "ngx.ssl"
 local store = require "gateway.store"
 
 local _M = {}
 
-local CHECK_INTERVAL = 1
-local cache = { signature = nil, checked_at = -1, cert = nil, key = nil, problem = "not loaded" }
+local cache = { signature = nil, cert = nil, key = nil, problem = "not loaded" }
 
 local function load(path)
   local f, err = io.open(path, "rb")
@@ -35,9 +35,6 @@ local function load(path)
 end
 
 local function refresh()
-  local now = ngx.now()
-  if now - cache.checked_at < CHECK_INTERVAL then return end
-  cache.checked_at = now
   local path = ngx.config.prefix() .. "credentials/tls.pem"
   local signature = store.file_signature(path)
   if signature and signature == cache.signature then return end
