@@ -12,7 +12,7 @@ import { JWT_KEYS_FILE } from "../bundle/jwt";
 import { parseSpec } from "../bundle/spec";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { bearer, rawRequest, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const ISSUER = "https://idp.example.test/";
 const AUDIENCE = "ollama-gateway";
@@ -437,6 +437,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
     const jwt = spec.jwt!;
     gateway.updateCredentials({ ...spec, jwt: { ...jwt, hs256Secrets: [{ kid: "hs-2", secret: HS_SECRET_2 }] } });
     await waitUntil(async () => (await call(newToken)).status === 200, 5000);
+    await everyWorkerCaughtUp();
     expect((await call(oldToken)).status).toBe(401);
 
     const file = path.join(gateway.dir, JWT_KEYS_FILE);
@@ -444,6 +445,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
     writeFileSync(`${file}.tmp`, good.replace(/# end \d+\n$/, ""));
     renameSync(`${file}.tmp`, file);
     await waitUntil(async () => (await call(newToken)).status === 503, 5000);
+    await everyWorkerCaughtUp();
     expect((await call(newToken)).json().error).toMatch(/JWT verification keys are unavailable/);
     expect((await request(`${gateway.url}/healthz`)).status).toBe(503);
     expect(gateway.errorLog()).toMatch(/credentials\/jwt-keys is invalid: no '# end N' trailer/);
@@ -452,6 +454,7 @@ describe.runIf(nginxTestsEnabled)("JWT bearer tokens through the real nginx", ()
     writeFileSync(`${file}.tmp`, good);
     renameSync(`${file}.tmp`, file);
     await waitUntil(async () => (await call(newToken)).status === 200, 5000);
+    await everyWorkerCaughtUp();
     expect((await request(`${gateway.url}/healthz`)).status).toBe(200);
     gateway.updateCredentials(spec);
     await waitUntil(async () => (await call(oldToken)).status === 200, 5000);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { basic, bearer, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const STEADY_KEY = "steady-key-00000000000000000000000";
 const ADDED_KEY = "added-key-000000000000000000000000";
@@ -112,6 +112,7 @@ describe.runIf(nginxTestsEnabled)("live credential updates", () => {
       damage();
       // Each worker notices on its own check, so wait until every answer is 503.
       await waitUntil(async () => (await consistently(bearer(STEADY_KEY), 503)), 3000);
+      await everyWorkerCaughtUp();
       const response = await request(`${gateway.url}/api/version`, { headers: bearer(STEADY_KEY) });
       expect(response.json().error).toMatch(/credential store/);
       expect(await statusWith({})).toBe(401);

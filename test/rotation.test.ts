@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { basic, bearer, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const OLD_KEY = "old-key-00000000000000000000000000000";
 const NEW_KEY = "new-key-11111111111111111111111111111";
@@ -102,6 +102,7 @@ describe.runIf(nginxTestsEnabled)("rotation on the real nginx", () => {
       // Consumers fetch the new secret after the deployment, when the files are live.
       await waitUntil(() => consistently(bearer(NEW_KEY), 200), 2500);
       await waitUntil(() => consistently(basic("alice", NEW_PASSWORD), 200), 2500);
+      await everyWorkerCaughtUp();
       expect(Date.now()).toBeLessThan(notAfterMs - 500);
       expect(await status(bearer(OLD_KEY))).toBe(200);
       expect(await status(basic("alice", OLD_PASSWORD))).toBe(200);

@@ -211,6 +211,13 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes; returns the time it took. */
+/**
+ * Every nginx worker re-checks the credential files once a second, on its own timer. Once one
+ * answer shows a change, waiting this long means every worker has it too, so a single request
+ * afterwards cannot meet a worker that has not caught up.
+ */
+export const everyWorkerCaughtUp = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 1100));
+
 export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 5000, stepMs = 50): Promise<number> {
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
