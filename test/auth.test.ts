@@ -5,15 +5,14 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import routesFixture from "./fixtures/ollama-routes.json";
 import { classifyRoute, scopeAllows } from "../bundle/routes";
 import { SCOPES, type Scope } from "../bundle/spec";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { basic, bearer, rawRequest, request } from "./support/http";
 import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
 
-const routes: { method: string; path: string }[] = JSON.parse(
-  readFileSync(path.join(__dirname, "fixtures", "ollama-routes.json"), "utf8"),
-).routes;
+const routes: { method: string; path: string }[] = routesFixture.routes;
 
 // Test-only credentials, made up for this file.
 const KEYS: Record<Scope, string> = {

@@ -12,10 +12,9 @@
  */
 import http from "node:http";
 import net from "node:net";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import routesFixture from "./fixtures/ollama-routes.json";
 import { classifyRoute, scopeAllows } from "../bundle/routes";
 import { SCOPES, type Scope } from "../bundle/spec";
 import { FAKE_MODEL, type FakeOllama, fakeCompletion, startFakeOllama } from "./support/fake-ollama";
@@ -26,9 +25,7 @@ import {
 } from "./support/hostile";
 import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
-const ROUTES: { method: string; path: string }[] = JSON.parse(
-  readFileSync(path.join(__dirname, "fixtures", "ollama-routes.json"), "utf8"),
-).routes;
+const ROUTES: { method: string; path: string }[] = routesFixture.routes;
 
 // Test-only credentials, made up for this file.
 const KEYS: Record<Scope, string> = {

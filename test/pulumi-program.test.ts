@@ -29,6 +29,16 @@ installMocks();
 
 const evaluate = evaluateProgram;
 
+/** The proxy container's spec for the dev stack, without credentials: what AuthProxy renders its config files from. */
+const DEV_PROXY_SPEC = {
+  upstream: "http://ollama:11434",
+  listen: { address: "0.0.0.0", http: 8080, https: 8443 },
+  serverName: "localhost",
+  tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
+  accessLog: "/dev/stdout",
+  errorLog: "/dev/stderr",
+};
+
 const containers = () => resourcesOfType(TYPES.container);
 
 describe("the dev stack", () => {
@@ -138,14 +148,7 @@ describe("the dev stack", () => {
   it("uploads exactly the rendered config files into the proxy, none of them secret or credential-bearing", () => {
     const proxy = findResource(TYPES.container, "gateway-proxy-server");
     expect(isSecretValue(proxy.inputs.uploads)).toBe(false);
-    const spec = validateSpec({
-      upstream: "http://ollama:11434",
-      listen: { address: "0.0.0.0", http: 8080, https: 8443 },
-      serverName: "localhost",
-      tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
-      accessLog: "/dev/stdout",
-      errorLog: "/dev/stderr",
-    });
+    const spec = validateSpec(DEV_PROXY_SPEC);
     const expected = Object.fromEntries(
       Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
     );
@@ -324,12 +327,7 @@ describe("enterprise authentication and network restriction", () => {
   it("uploads the config files renderConfigFiles gives for the same spec, whatever the HS256 secret", () => {
     // Any stand-in secret: config files name issuer, audience and algorithms, never a key.
     const spec = validateSpec({
-      upstream: "http://ollama:11434",
-      listen: { address: "0.0.0.0", http: 8080, https: 8443 },
-      serverName: "localhost",
-      tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
-      accessLog: "/dev/stdout",
-      errorLog: "/dev/stderr",
+      ...DEV_PROXY_SPEC,
       jwt: {
         issuer: "https://login.example.com/",
         audience: "ollama-gateway",

@@ -5,41 +5,16 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { freePort, waitForPort } from "../../test/support/ports";
+
+export { freePort };
 
 export const ROOT = path.join(__dirname, "..", "..");
 export const BENCH_DIR = path.join(__dirname, "..");
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
-async function waitForPort(port: number, child: ChildProcess, describe: () => string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}:\n${describe()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, "127.0.0.1");
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listened on 127.0.0.1:${port} within ${timeoutMs} ms:\n${describe()}`);
-}
 
 export interface Running {
   name: string;
@@ -91,7 +66,7 @@ export async function startFakeOllamaProcess(options: { chunks: number; chunkInt
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));
-  await waitForPort(port, child, () => output);
+  await waitForPort(port, "127.0.0.1", child, () => output, 20_000);
   // tsx runs the script in a child node process: the pid that does the work is tsx's child.
   const nodePids = () => childPids(child.pid!);
   return {
@@ -158,7 +133,7 @@ export async function startNginx(name: string, dir: string, port: number): Promi
     const file = path.join(dir, "logs", "error.log");
     return (existsSync(file) ? readFileSync(file, "utf8").slice(-4000) : "") + output;
   };
-  await waitForPort(port, child, errorLog);
+  await waitForPort(port, "127.0.0.1", child, errorLog, 20_000);
   return {
     name,
     url: `http://127.0.0.1:${port}`,

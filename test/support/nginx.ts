@@ -2,15 +2,17 @@
  * Runs a rendered bundle in a real nginx with the Lua module (Debian's nginx and
  * libnginx-mod-http-lua) on 127.0.0.1, from its own temporary prefix, and stops it by pid.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { bcryptHash } from "../../bundle/credentials";
 import { renderBundle, renderCredentialFiles } from "../../bundle/render";
 import { type GatewaySpec, type GatewaySpecInput, validateSpec } from "../../bundle/spec";
 import { writeBundle } from "../../bundle/write";
+import { freePort, waitForPort } from "./ports";
+
+export { freePort };
 
 const LUA_MODULE = "/usr/lib/nginx/modules/ngx_http_lua_module.so";
 export const SKIP_VARIABLE = "OLLAMA_GATEWAY_SKIP_NGINX";
@@ -36,34 +38,7 @@ export function requireNginxWithLua(): string {
   return nginx;
 }
 
-export async function freePort(host = "127.0.0.1"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
-async function waitForPort(port: number, host: string, child: ChildProcess, errorLog: () => string, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}:\n${errorLog()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = net.connect(port, host);
-      socket.once("connect", () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once("error", () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nginx did not listen on ${host}:${port} within ${timeoutMs} ms:\n${errorLog()}`);
-}
 
 /** One line of the JSON access log. */
 export interface AccessLogEntry {
@@ -201,8 +176,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     },
   };
   try {
-    await waitForPort(spec.listen.http, host, child, errorLog);
-    if (httpsPort) await waitForPort(httpsPort, host, child, errorLog);
+    await waitForPort(spec.listen.http, host, child, errorLog, 10_000);
+    if (httpsPort) await waitForPort(httpsPort, host, child, errorLog, 10_000);
   } catch (error) {
     await gateway.stop();
     throw error;
