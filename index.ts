@@ -79,7 +79,7 @@ const gateway = new OllamaGateway("gateway", {
     numParallel: s.ollama.numParallel,
     maxLoadedModels: s.ollama.maxLoadedModels,
   },
-  proxyImage: s.proxyImage,
+  ...(s.proxyImage !== undefined ? { proxyImage: s.proxyImage } : {}),
   internalNetwork: s.internalNetwork,
   ...(s.jwt
     ? {

@@ -1,14 +1,40 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { renderConfigFiles, renderCredentialFiles } from "../bundle/render";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import net from "node:net";
+import path from "node:path";
+import { renderConfigFiles, renderCredentialFiles } from "../bundle/render";
 import { cidrProblem, type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
-/** Where the bundle lives in the proxy container: the nginx prefix (`-p`). */
-export const PROXY_PREFIX = "/etc/ollama-gateway";
+/** Where the bundle lives in the proxy container: the nginx prefix (`-p`), as image/proxy/Dockerfile sets it. */
+export const PROXY_PREFIX = "/gateway";
 export const CREDENTIALS_DIR = `${PROXY_PREFIX}/credentials`;
+/** The image's unprivileged user (image/proxy/Dockerfile): nginx's master and workers, and the writer. */
+export const PROXY_USER = "10001:10001";
+const TMPFS_OWNER = `uid=${PROXY_USER.split(":")[0]},gid=${PROXY_USER.split(":")[1]},mode=0700`;
+/** Descriptors per container: nginx's `worker_rlimit_nofile` must fit under it. */
+export const PROXY_NOFILE = 16384;
+/**
+ * The proxy image's build context in this package; its Dockerfile installs image/proxy/packages.txt.
+ * Relative to the working directory (the project, under `pulumi up`), so the state does not
+ * depend on where the checkout lives.
+ */
+export const PROXY_IMAGE_CONTEXT = path.relative(process.cwd(), path.join(__dirname, "..", "image", "proxy")) || ".";
+/** The proxy container's label with the digest of its config files: a new config replaces the proxy. */
+export const CONFIG_DIGEST_LABEL = "ollama-gateway.config-sha256";
+
+/** A digest of the config files, in a stable order. */
+export function configDigest(files: Record<string, string>): string {
+  const hash = createHash("sha256");
+  for (const file of Object.keys(files).sort()) hash.update(`${file}\0${files[file]}\0`);
+  return hash.digest("hex");
+}
+
+/** The tag the program (and `npm run image:proxy`) gives the image it builds. */
+export const PROXY_IMAGE_TAG = "ollama-gateway-proxy:local";
 /** Where the writer finds its uploads before it moves them into the volume. */
 const STAGING_DIR = "/staging";
 
@@ -57,13 +83,19 @@ export interface AuthProxyArgs {
   httpPort?: number;
   /** HTTPS port (with `tls` only). Default 8443; must differ from `httpPort`. */
   httpsPort?: number;
-  /** Pinned OpenResty image; an Alpine flavour, whose libc verifies bcrypt. Default `openresty/openresty:1.27.1.2-alpine`. */
+  /**
+   * A pinned image built from image/proxy/Dockerfile and pushed to a registry you use (Debian's
+   * nginx and Lua module, nginx at /usr/sbin/nginx, user 10001). Default: build that Dockerfile
+   * on the target Docker host (`imageBuild`) and tag it `ollama-gateway-proxy:local`.
+   */
   image?: string;
+  /** Where to build the proxy image when `image` is not given. Default: this package's `image/proxy`. */
+  imageBuild?: { context: string; dockerfile?: string };
   /** Resources the proxy must start after (Ollama). */
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
-const DEFAULTS = { settings: {} as ProxySettings, bindAddress: "127.0.0.1", httpPort: 8080, httpsPort: 8443, image: "openresty/openresty:1.27.1.2-alpine" };
+const DEFAULTS = { settings: {} as ProxySettings, bindAddress: "127.0.0.1", httpPort: 8080, httpsPort: 8443, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
 
 /** A syntactically valid stand-in: config files depend on whether TLS is on, never on its material. */
 const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", keyPem: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----" };
@@ -95,30 +127,48 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
   };
 }
 
-/** Copies each staged file to a temporary name in the volume, then renames it into place. */
-const WRITER_SCRIPT = [
-  "set -eu",
-  `cd ${STAGING_DIR}/credentials`,
-  "for f in *; do",
-  `  cp "$f" "${CREDENTIALS_DIR}/.$f.tmp"`,
-  // Workers run as nobody: a 0600 file would answer 500.
-  `  chmod 0644 "${CREDENTIALS_DIR}/.$f.tmp"`,
-  `  mv -f "${CREDENTIALS_DIR}/.$f.tmp" "${CREDENTIALS_DIR}/$f"`,
-  "done",
-  `ls -l ${CREDENTIALS_DIR}`,
-].join("\n");
+/**
+ * A one-shot writer's script: copies every file staged under `staging` into `target` (a volume)
+ * under a temporary name and renames it into place, so a running proxy never reads a half-written
+ * file, then removes files of `target`'s `subdirs` that the new set no longer has.
+ */
+export function syncScript(staging: string, target: string, options: { mode: string; subdirs: string[]; mkdirs?: string[] }): string {
+  return [
+    "set -eu",
+    `cd ${staging}`,
+    "find . -type f | while read -r f; do",
+    `  mkdir -p "${target}/$(dirname "$f")"`,
+    `  tmp="${target}/$(dirname "$f")/.$(basename "$f").tmp"`,
+    `  cp "$f" "$tmp"`,
+    `  chmod ${options.mode} "$tmp"`,
+    `  mv -f "$tmp" "${target}/$f"`,
+    "done",
+    `cd ${target}`,
+    `find ${options.subdirs.join(" ")} -type f 2>/dev/null | while read -r f; do`,
+    `  [ -e "${staging}/$f" ] || rm -f "$f"`,
+    "done",
+    ...(options.mkdirs?.length ? [`mkdir -p ${options.mkdirs.join(" ")}`] : []),
+    `ls -lnR ${target}`,
+  ].join("\n");
+}
 
 /**
- * OpenResty in front of Ollama: authentication, route policy, rate limits, TLS.
+ * nginx with Lua in front of Ollama: authentication, route policy, rate limits, TLS.
  *
- * Config files are uploaded into the proxy container (they hold no secret). Credential files
- * live on a volume written by a short-lived writer container, so a new key or certificate
- * replaces only the writer: the proxy keeps its connections and reads the new files by itself.
+ * The image is image/proxy/Dockerfile (Debian's nginx and Lua module, the build the tests run),
+ * built on the target Docker host. The proxy runs as an unprivileged user on a read-only root
+ * filesystem, so nothing can be uploaded into it (the provider uploads to `/`, which Docker
+ * refuses there): one-shot writers put the config files and the credential files on two volumes
+ * it mounts read-only. A new key or certificate replaces only the credentials writer: the proxy
+ * keeps its connections and reads the new files. A config change also replaces the proxy (its
+ * label carries the config's digest), since nginx reads its config only at start.
  */
 export class AuthProxy extends pulumi.ComponentResource {
   public readonly container: docker.Container;
   /** The credential writer; replaced whenever a credential changes. */
   public readonly writer: docker.Container;
+  /** The config writer; replaced, with the proxy, whenever a config file changes. */
+  public readonly configWriter: docker.Container;
 
   constructor(name: string, args: AuthProxyArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:AuthProxy", name, {}, opts);
@@ -138,7 +188,13 @@ export class AuthProxy extends pulumi.ComponentResource {
       if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, this);
       throw error;
     }
-    const configFiles = renderConfigFiles(spec, "openresty");
+    const configFiles = renderConfigFiles(spec, "debian");
+    const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
+    if (args.image === undefined && !existsSync(dockerfile))
+      throw new pulumi.ResourceError(
+        `\`imageBuild\`: no Dockerfile at ${dockerfile}; point \`imageBuild.context\` at a copy of this package's image/proxy, or set \`image\` to an image built from it.`,
+        this,
+      );
 
     // Secret end to end: digests, hashes and the TLS key only ever travel as secret Outputs.
     const tlsInput = args.tls ? pulumi.all([args.tls.certPem, args.tls.keyPem]) : pulumi.output(undefined);
@@ -160,24 +216,47 @@ export class AuthProxy extends pulumi.ComponentResource {
       }),
     );
 
-    const image = new docker.RemoteImage(`${name}-image`, { name: a.image, keepLocally: true }, { parent: this });
-    const credentialsVolume = new docker.Volume(`${name}-credentials`, {}, { parent: this });
+    // The image ID (repoDigest of a local build) changes with the image's content, so a rebuilt
+    // image replaces the containers; a pinned image is pulled once and kept.
+    const imageRef =
+      args.image !== undefined
+        ? new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, { parent: this }).imageId
+        : new docker.Image(
+            `${name}-image`,
+            {
+              imageName: PROXY_IMAGE_TAG,
+              build: { context: a.imageBuild.context, dockerfile },
+              skipPush: true,
+            },
+            { parent: this },
+          ).repoDigest;
+    const writerDefaults = { image: imageRef, entrypoints: ["/bin/sh", "-c"], networkMode: "none", mustRun: false, restart: "no", attach: true };
+    // Root-owned and world-readable: config holds no secret, and the workers' user cannot change it.
+    const configVolume = new docker.Volume(`${name}-config`, {}, { parent: this });
+    this.configWriter = new docker.Container(
+      `${name}-config-writer`,
+      {
+        ...writerDefaults,
+        user: "0:0",
+        command: [syncScript(STAGING_DIR, PROXY_PREFIX, { mode: "0644", subdirs: ["conf", "lua"], mkdirs: ["credentials", "tmp", "logs"] })],
+        volumes: [{ volumeName: configVolume.name, containerPath: PROXY_PREFIX }],
+        uploads: Object.entries(configFiles).map(([file, content]) => ({ file: `${STAGING_DIR}/${file}`, content })),
+      },
+      { parent: this },
+    );
 
+    // The proxy's user writes them, 0600: nothing else in the container (or on the host) reads a key.
+    const credentialsVolume = new docker.Volume(`${name}-credentials`, {}, { parent: this });
     this.writer = new docker.Container(
       `${name}-credentials-writer`,
       {
-        image: image.imageId,
-        entrypoints: ["/bin/sh", "-c"],
-        command: [WRITER_SCRIPT],
+        ...writerDefaults,
+        user: PROXY_USER,
+        command: [syncScript(`${STAGING_DIR}/credentials`, CREDENTIALS_DIR, { mode: "0600", subdirs: ["."] })],
         volumes: [{ volumeName: credentialsVolume.name, containerPath: CREDENTIALS_DIR }],
         uploads: credentialFiles.apply((files) =>
           Object.entries(files).map(([file, content]) => ({ file: `${STAGING_DIR}/${file}`, content: pulumi.secret(content) })),
         ),
-        networkMode: "none",
-        mustRun: false,
-        restart: "no",
-        // Wait for the copy to finish, and fail the deployment if it fails.
-        attach: true,
       },
       { parent: this },
     );
@@ -189,17 +268,31 @@ export class AuthProxy extends pulumi.ComponentResource {
     this.container = new docker.Container(
       `${name}-server`,
       {
-        image: image.imageId,
-        command: ["openresty", "-p", PROXY_PREFIX, "-c", "conf/nginx.conf", "-g", "daemon off;"],
-        uploads: Object.entries(configFiles).map(([file, content]) => ({ file: `${PROXY_PREFIX}/${file}`, content })),
-        volumes: [{ volumeName: credentialsVolume.name, containerPath: CREDENTIALS_DIR, readOnly: true }],
+        image: imageRef,
+        user: PROXY_USER,
+        command: ["nginx", "-p", PROXY_PREFIX, "-c", "conf/nginx.conf", "-e", "/dev/stderr", "-g", "daemon off;"],
+        readOnly: true,
+        volumes: [
+          { volumeName: configVolume.name, containerPath: PROXY_PREFIX, readOnly: true },
+          { volumeName: credentialsVolume.name, containerPath: CREDENTIALS_DIR, readOnly: true },
+        ],
+        labels: [{ label: CONFIG_DIGEST_LABEL, value: configDigest(configFiles) }],
+        // Owned by nginx's user: a tmpfs on a directory of a volume ignores `mode` (runc keeps the
+        // directory's own), so uid and gid say who may write.
+        tmpfs: {
+          [`${PROXY_PREFIX}/tmp`]: `rw,nosuid,nodev,noexec,${TMPFS_OWNER}`,
+          [`${PROXY_PREFIX}/logs`]: `rw,nosuid,nodev,noexec,size=16m,${TMPFS_OWNER}`,
+        },
+        ulimits: [{ name: "nofile", soft: PROXY_NOFILE, hard: PROXY_NOFILE }],
+        capabilities: { drops: ["ALL"] },
+        securityOpts: ["no-new-privileges:true"],
         // The edge network carries the published ports; the private one reaches Ollama.
         networksAdvanced: [{ name: args.edgeNetwork }, { name: args.privateNetwork }],
         ports,
         restart: "unless-stopped",
-        // Busybox wget: the image has no curl. /healthz answers on HTTP even with TLS on.
+        // /healthz answers on HTTP even with TLS on.
         healthcheck: {
-          tests: ["CMD", "wget", "-q", "-O", "/dev/null", `http://127.0.0.1:${a.httpPort}/healthz`],
+          tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${a.httpPort}/healthz`],
           interval: "10s",
           timeout: "5s",
           retries: 3,
@@ -209,7 +302,7 @@ export class AuthProxy extends pulumi.ComponentResource {
         waitTimeout: 60,
       },
       // Fixed host ports: a replacement must free them first (a short gap, only on config changes).
-      { parent: this, dependsOn: [this.writer, ...(args.dependsOn ?? [])], deleteBeforeReplace: true },
+      { parent: this, dependsOn: [this.configWriter, this.writer, ...(args.dependsOn ?? [])], deleteBeforeReplace: true },
     );
 
     this.registerOutputs({});

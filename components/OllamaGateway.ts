@@ -95,7 +95,10 @@ export interface OllamaGatewayArgs {
   network?: { allow?: string[]; deny?: string[]; trustedProxies?: string[]; clientAddressHeader?: string };
   /** Ollama settings and models to pull. */
   ollama?: Omit<OllamaServerArgs, "network">;
-  /** Pinned proxy image. Default `openresty/openresty:1.27.1.2-alpine`. */
+  /**
+   * A pinned proxy image built from image/proxy/Dockerfile (pushed to your registry). Default:
+   * build that Dockerfile on the target Docker host.
+   */
   proxyImage?: string;
   /**
    * Make the private network `internal` (no route out). Ollama can then pull no model, so
@@ -119,7 +122,7 @@ const DEFAULTS = {
 };
 
 /**
- * Ollama behind an authenticating OpenResty proxy, on one Docker host.
+ * Ollama behind an authenticating nginx proxy, on one Docker host.
  *
  * Two networks: a private one with Ollama (no published port), and an edge one on which the
  * proxy publishes its ports. The proxy is the only container on both.
@@ -215,7 +218,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
         bindAddress: a.bindAddress,
         httpPort: a.httpPort,
         httpsPort: a.httpsPort,
-        image: a.proxyImage,
+        ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
         dependsOn: [ollama],
       },
       { parent: this },

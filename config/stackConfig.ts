@@ -15,8 +15,8 @@ import { type OnDemandRotation, parseDuration, type RotationPolicy } from "./rot
 export const PROJECT = "ollama-gateway";
 
 export const DEFAULT_OLLAMA_IMAGE = "ollama/ollama:0.12.6";
-/** Alpine: musl's crypt() verifies bcrypt; Debian-based OpenResty images fail with `crypt_r() failed`. */
-export const DEFAULT_PROXY_IMAGE = "openresty/openresty:1.27.1.2-alpine";
+/** "": build image/proxy/Dockerfile on the target Docker host. A set value names an image built from it. */
+export const DEFAULT_PROXY_IMAGE = "";
 
 export const TLS_MODES = ["selfSigned", "provided", "none"] as const;
 export type TlsMode = (typeof TLS_MODES)[number];
@@ -60,7 +60,7 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   ollamaNumParallel: { type: "integer", unset: "0", description: "OLLAMA_NUM_PARALLEL, parallel requests per model; 0 leaves Ollama's own choice." },
   ollamaMaxLoadedModels: { type: "integer", unset: "0", description: "OLLAMA_MAX_LOADED_MODELS; 0 leaves Ollama's own choice." },
   ollamaImage: { type: "string", description: "Ollama image, pinned to a version tag or digest (latest and untagged are refused)." },
-  proxyImage: { type: "string", description: "OpenResty image, pinned; keep an Alpine flavour (its libc verifies bcrypt)." },
+  proxyImage: { type: "string", unset: "", description: "Proxy image, pinned, built from image/proxy/Dockerfile and pushed to your registry; \"\" = build that Dockerfile on the Docker host (the build the tests run)." },
   jwtIssuer: { type: "string", unset: "", description: "JWT bearer tokens: the iss every token must carry; \"\" = JWT off (every other jwt* key must then keep its default)." },
   jwtAudience: { type: "string", unset: "", description: "The aud every token must carry (or contain); required with jwtIssuer." },
   jwtAlgorithms: { type: "array", description: "Algorithms accepted: HS256, RS256, ES256 (at least one with jwtIssuer). Each needs a key: HS256 jwtHs256Secret (generated if empty), RS256/ES256 jwtPublicKeysPem or jwtJwks." },
@@ -190,7 +190,8 @@ export interface StackSettings {
   internalNetwork: boolean;
   ollama: { keepAlive: string; numParallel?: number; maxLoadedModels?: number };
   ollamaImage: string;
-  proxyImage: string;
+  /** Undefined: build image/proxy/Dockerfile on the Docker host. */
+  proxyImage?: string;
   /** Undefined: JWT off (`jwtIssuer` is ""). */
   jwt?: JwtSettings;
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
@@ -604,8 +605,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     errors.push(...formatIssues(issues).map(withPeriod));
   }
 
-  for (const [name, example] of [["ollamaImage", DEFAULT_OLLAMA_IMAGE], ["proxyImage", DEFAULT_PROXY_IMAGE]] as const)
-    if (!isPinnedImage(get(name)))
+  for (const [name, example] of [["ollamaImage", DEFAULT_OLLAMA_IMAGE], ["proxyImage", "registry.example.com/ollama-gateway-proxy:1.0.0"]] as const)
+    if (get(name) !== (CONFIG_KEYS[name].unset ?? undefined) && !isPinnedImage(get(name)))
       errors.push(`${key(name)} is ${show(get(name))}; pin a version tag such as \`${example}\` (not \`latest\`, not untagged).`);
 
   const apiKeys = parseCredentialList("apiKeys", get("apiKeys"), errors);
@@ -804,7 +805,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
         ...(coerced.ollamaMaxLoadedModels !== undefined ? { maxLoadedModels: coerced.ollamaMaxLoadedModels as number } : {}),
       },
       ollamaImage: get("ollamaImage"),
-      proxyImage: get("proxyImage"),
+      ...(get("proxyImage") !== "" ? { proxyImage: get("proxyImage") } : {}),
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,

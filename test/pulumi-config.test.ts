@@ -35,7 +35,6 @@ describe("parseStackConfig", () => {
         models: ["gemma3:1b"],
         rateLimit: { requestsPerSecond: 20, burst: 40 },
         ollamaImage: "ollama/ollama:0.12.6",
-        proxyImage: "openresty/openresty:1.27.1.2-alpine",
       },
     });
   });
@@ -52,7 +51,10 @@ describe("parseStackConfig", () => {
     [{ tlsMode: "acme" }, '`ollama-gateway:tlsMode` is "acme"; use one of `selfSigned`, `provided`, `none`.'],
     [{ gpu: "yes" }, '`ollama-gateway:gpu` is "yes"; use `true` or `false`.'],
     [{ models: "gemma3:1b" }, '`ollama-gateway:models` is "gemma3:1b"; use a list of strings (in Pulumi.<stack>.yaml a YAML list).'],
-    [{ proxyImage: "openresty/openresty" }, '`ollama-gateway:proxyImage` is "openresty/openresty"; pin a version tag such as `openresty/openresty:1.27.1.2-alpine` (not `latest`, not untagged).'],
+    [
+      { proxyImage: "registry.example.com/ollama-gateway-proxy" },
+      '`ollama-gateway:proxyImage` is "registry.example.com/ollama-gateway-proxy"; pin a version tag such as `registry.example.com/ollama-gateway-proxy:1.0.0` (not `latest`, not untagged).',
+    ],
     [{ apiKeys: '["app"]' }, '`ollama-gateway:apiKeys[0]` is "app"; use `<name>:<scope>`, such as `app:inference`.'],
     [{ apiKeys: '["app:root"]' }, '`ollama-gateway:apiKeys[0].scope` is "root"; use one of `read`, `inference`, `admin`.'],
     [

@@ -3,9 +3,11 @@
  * under which parents, and which outputs are secret.
  */
 import { generateKeyPairSync } from "node:crypto";
+import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
+import { CONFIG_DIGEST_LABEL, configDigest, syncScript } from "../components/AuthProxy";
 import { validateSpec } from "../bundle/spec";
 import { sha256Hex } from "../bundle/credentials";
 import { jwtKeyRecords, renderJwtKeysFile } from "../bundle/jwt";
@@ -23,6 +25,7 @@ import {
   evaluateProgram,
   expectProgramRefuses,
   type Program,
+  configUploads,
 } from "./support/pulumi-mocks";
 
 installMocks();
@@ -77,13 +80,15 @@ describe("the dev stack", () => {
         "ollama-gateway:index:AuthProxy",
         TYPES.network,
         TYPES.network,
-        TYPES.image,
-        TYPES.image,
-        TYPES.volume,
-        TYPES.volume,
+        TYPES.image, // ollama
+        TYPES.build, // proxy
+        TYPES.volume, // models
+        TYPES.volume, // proxy config
+        TYPES.volume, // credentials
         TYPES.container, // ollama
         TYPES.container, // model pull
         TYPES.container, // proxy
+        TYPES.container, // config writer
         TYPES.container, // credential writer
         TYPES.privateKey,
         TYPES.privateKey,
@@ -98,11 +103,14 @@ describe("the dev stack", () => {
     );
   });
 
-  it("pins both images and runs containers from their image ids", () => {
-    expect(resourcesOfType(TYPES.image).map((r) => r.inputs.name).sort()).toEqual([
-      "ollama/ollama:0.12.6",
-      "openresty/openresty:1.27.1.2-alpine",
-    ]);
+  it("pins Ollama's image, builds the proxy's from image/proxy, and runs containers from image ids", () => {
+    expect(resourcesOfType(TYPES.image).map((r) => r.inputs.name)).toEqual(["ollama/ollama:0.12.6"]);
+    // Relative to the project, so the state does not depend on where the checkout lives.
+    expect(findResource(TYPES.build, "gateway-proxy-image").inputs).toMatchObject({
+      imageName: "ollama-gateway-proxy:local",
+      build: { context: path.join("image", "proxy"), dockerfile: path.join("image", "proxy", "Dockerfile") },
+      skipPush: true,
+    });
     for (const c of containers()) expect(c.inputs.image, c.name).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 
@@ -145,20 +153,29 @@ describe("the dev stack", () => {
     ]);
   });
 
-  it("uploads exactly the rendered config files into the proxy, none of them secret or credential-bearing", () => {
-    const proxy = findResource(TYPES.container, "gateway-proxy-server");
-    expect(isSecretValue(proxy.inputs.uploads)).toBe(false);
+  it("writes exactly the rendered config files through a one-shot writer, none of them secret or credential-bearing", () => {
+    const writer = findResource(TYPES.container, "gateway-proxy-config-writer");
+    expect(writer.inputs).toMatchObject({ mustRun: false, restart: "no", networkMode: "none", attach: true, user: "0:0" });
+    expect(isSecretValue(writer.inputs.uploads)).toBe(false);
     const spec = validateSpec(DEV_PROXY_SPEC);
-    const expected = Object.fromEntries(
-      Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
-    );
-    const uploaded = Object.fromEntries(proxy.inputs.uploads.map((u: { file: string; content: string }) => [u.file, u.content]));
-    expect(uploaded).toEqual(expected);
-    expect(Object.keys(uploaded).some((file) => file.includes("/credentials/"))).toBe(false);
-    expect(proxy.inputs.command).toEqual(["openresty", "-p", "/etc/ollama-gateway", "-c", "conf/nginx.conf", "-g", "daemon off;"]);
+    const files = renderConfigFiles(spec, "debian");
+    expect(configUploads()).toEqual(files);
+    expect(Object.keys(files).some((file) => file.includes("credentials/"))).toBe(false);
+    const configVolume = writer.inputs.volumes[0].volumeName;
+    expect(writer.inputs.volumes).toEqual([{ volumeName: expect.stringMatching(/^gateway-proxy-config-/), containerPath: "/gateway" }]);
+
+    const proxy = findResource(TYPES.container, "gateway-proxy-server");
+    expect(proxy.inputs.uploads).toBeUndefined();
+    expect(proxy.inputs.command).toEqual(["nginx", "-p", "/gateway", "-c", "conf/nginx.conf", "-e", "/dev/stderr", "-g", "daemon off;"]);
+    // Read-only root, unprivileged, no capabilities; both volumes read-only.
+    expect(proxy.inputs).toMatchObject({ readOnly: true, user: "10001:10001", capabilities: { drops: ["ALL"] }, securityOpts: ["no-new-privileges:true"] });
     expect(proxy.inputs.volumes).toEqual([
-      { volumeName: expect.stringMatching(/^gateway-proxy-credentials-/), containerPath: "/etc/ollama-gateway/credentials", readOnly: true },
+      { volumeName: configVolume, containerPath: "/gateway", readOnly: true },
+      { volumeName: expect.stringMatching(/^gateway-proxy-credentials-/), containerPath: "/gateway/credentials", readOnly: true },
     ]);
+    expect(Object.keys(proxy.inputs.tmpfs).sort()).toEqual(["/gateway/logs", "/gateway/tmp"]);
+    // A config change replaces the proxy (nginx reads its config at start); credentials do not.
+    expect(proxy.inputs.labels).toEqual([{ label: CONFIG_DIGEST_LABEL, value: configDigest(files) }]);
   });
 
   it("writes credential files through a one-shot writer whose uploads are secret", async () => {
@@ -178,11 +195,12 @@ describe("the dev stack", () => {
     expect(apiKeysFile).not.toContain(keys.app);
     expect(uploads.find((u) => u.file.endsWith("htpasswd"))!.content).toMatch(/^alice:\$2b\$10\$[./A-Za-z0-9]{53}:inference current - -$/m);
     // Copy to a temporary name in the volume, then rename: the proxy never reads a half-written file.
-    expect(writer.inputs.command[0]).toMatch(/cp "\$f" "\/etc\/ollama-gateway\/credentials\/\.\$f\.tmp"/);
-    expect(writer.inputs.command[0]).toMatch(/chmod 0644/);
-    expect(writer.inputs.command[0]).toMatch(/mv -f "\/etc\/ollama-gateway\/credentials\/\.\$f\.tmp" "\/etc\/ollama-gateway\/credentials\/\$f"/);
-    const proxyVolume = findResource(TYPES.container, "gateway-proxy-server").inputs.volumes[0].volumeName;
-    expect(writer.inputs.volumes).toEqual([{ volumeName: proxyVolume, containerPath: "/etc/ollama-gateway/credentials" }]);
+    expect(writer.inputs.command).toEqual([syncScript("/staging/credentials", "/gateway/credentials", { mode: "0600", subdirs: ["."] })]);
+    // Only the workers' user reads them (the writer runs as that user); what the script does is
+    // proven on a real engine by test/containers.test.ts.
+    expect(writer.inputs.user).toBe("10001:10001");
+    const proxyVolume = findResource(TYPES.container, "gateway-proxy-server").inputs.volumes[1].volumeName;
+    expect(writer.inputs.volumes).toEqual([{ volumeName: proxyVolume, containerPath: "/gateway/credentials" }]);
   });
 
   it("generates credentials with stable random resources and a bcrypt salt alphabet", () => {
@@ -280,6 +298,7 @@ describe("stack variants", () => {
     expect(findResource(TYPES.container, "gateway-ollama-server").inputs.gpus).toBe("all");
     expect(containers().map((c) => c.name).sort()).toEqual([
       "gateway-ollama-server",
+      "gateway-proxy-config-writer",
       "gateway-proxy-credentials-writer",
       "gateway-proxy-server",
     ]);
@@ -341,25 +360,20 @@ describe("enterprise authentication and network restriction", () => {
       // 127.0.0.1: the container's own healthcheck.
       network: { allow: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], deny: ["10.9.0.0/16"], trustedProxies: ["10.20.0.0/24"] },
     });
-    const expected = Object.fromEntries(
-      Object.entries(renderConfigFiles(spec, "openresty")).map(([file, content]) => [`/etc/ollama-gateway/${file}`, content]),
-    );
-    const proxy = findResource(TYPES.container, "gateway-proxy-server");
-    expect(isSecretValue(proxy.inputs.uploads)).toBe(false);
-    const uploaded = Object.fromEntries(proxy.inputs.uploads.map((u: { file: string; content: string }) => [u.file, u.content]));
-    expect(uploaded).toEqual(expected);
-    expect(uploaded["/etc/ollama-gateway/lua/gateway/config.lua"]).toContain('issuer = "https://login.example.com/"');
-    expect(uploaded["/etc/ollama-gateway/conf/gateway-locations.conf"]).toContain(`proxy_pass ${authUrl};`);
+    const uploaded = configUploads();
+    expect(uploaded).toEqual(renderConfigFiles(spec, "debian"));
+    expect(uploaded["lua/gateway/config.lua"]).toContain('issuer = "https://login.example.com/"');
+    expect(uploaded["conf/gateway-locations.conf"]).toContain(`proxy_pass ${authUrl};`);
   });
 
   it("renders the network lists into realip and allow/deny rules, deny first, keeping the healthcheck's 127.0.0.1", () => {
     const proxy = findResource(TYPES.container, "gateway-proxy-server");
-    const common = proxy.inputs.uploads.find((u: { file: string }) => u.file.endsWith("conf/gateway-common.conf")).content as string;
+    const common = configUploads()["conf/gateway-common.conf"];
     expect(common).toContain(["set_real_ip_from 10.20.0.0/24;", "real_ip_header X-Forwarded-For;", "real_ip_recursive on;"].join("\n"));
     expect(common).toContain(
       ["deny 10.9.0.0/16;", "allow 10.0.0.0/8;", "allow 2001:db8::/32;", "allow 127.0.0.1;", "deny all;"].join("\n"),
     );
-    expect(proxy.inputs.healthcheck.tests).toEqual(["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/healthz"]);
+    expect(proxy.inputs.healthcheck.tests).toEqual(["CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:8080/healthz"]);
   });
 
   it("generates the HS256 secret once, exports it as a secret, and writes it only to credentials/jwt-keys", async () => {
@@ -469,5 +483,22 @@ describe("secret keys stored in plain text", () => {
     } finally {
       warn.mockRestore();
     }
+  });
+});
+
+describe("the proxy image build", () => {
+  it("refuses a build context without a Dockerfile before declaring anything, naming the path and the fix", async () => {
+    const { AuthProxy } = await import("../components/AuthProxy.js");
+    expect(
+      () =>
+        new AuthProxy("broken", {
+          credentials: { apiKeys: [], basicUsers: [] },
+          edgeNetwork: "edge",
+          privateNetwork: "private",
+          imageBuild: { context: "/nonexistent/image/proxy" },
+        }),
+    ).toThrow(
+      "`imageBuild`: no Dockerfile at /nonexistent/image/proxy/Dockerfile; point `imageBuild.context` at a copy of this package's image/proxy, or set `image` to an image built from it.",
+    );
   });
 });

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { ROTATION_NOW_VARIABLE } from "../config/rotation";
 import { makeCertificates } from "./support/certs";
 import {
+  configUploads,
   evaluateProgram,
   expectProgramRefuses,
   findResource,
@@ -31,9 +32,7 @@ async function evaluate(config: Record<string, unknown>): Promise<RecordedResour
 }
 const inputsByUrn = (resources: RecordedResource[]) => new Map(resources.map((r) => [r.urn, JSON.stringify(unwrap(r.inputs))]));
 const proxyPorts = () => findResource(TYPES.container, "gateway-proxy-server").inputs.ports;
-const commonConf = () =>
-  findResource(TYPES.container, "gateway-proxy-server").inputs.uploads.find((u: { file: string }) => u.file.endsWith("conf/gateway-common.conf"))
-    .content as string;
+const commonConf = () => configUploads()["conf/gateway-common.conf"];
 
 describe("the committed stack files", () => {
   const stacks = readdirSync(ROOT)

@@ -1,4 +1,6 @@
 /** Small HTTP helpers for tests: fetch with a short timeout, and raw-socket requests. */
+import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 
 export interface SimpleResponse {
@@ -45,5 +47,60 @@ export function rawRequest(port: number, payload: string | Buffer, waitMs = 1500
     });
     socket.on("error", () => undefined);
     socket.write(payload);
+  });
+}
+
+/** One HTTP(S) request that trusts `ca` (Node's fetch takes no CA of its own); a fresh connection each time. */
+export function httpsRequest(
+  url: string,
+  ca: string | undefined,
+  init: { method?: string; headers?: Record<string, string>; body?: string; servername?: string } = {},
+): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const options = { method: init.method ?? "GET", ca, headers: init.headers, agent: false, timeout: 10_000, servername: init.servername };
+    const req = (url.startsWith("https:") ? https : http).request(url, options, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk) => (body += chunk));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error(`${url}: no answer in 10 s`)));
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+/**
+ * Streams one `/api/chat` (NDJSON) and resolves with each line's arrival time, relative to the
+ * request; rejects unless it is a 200 whose last line says `done`.
+ */
+export function streamChat(baseUrl: string, ca: string | undefined, headers: Record<string, string>): Promise<{ lines: string[]; times: number[] }> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const lines: string[] = [];
+    const times: number[] = [];
+    const body = JSON.stringify({ model: "gemma3:1b", messages: [{ role: "user", content: "Why is the sky blue?" }], stream: true });
+    const req = (baseUrl.startsWith("https:") ? https : http).request(`${baseUrl}/api/chat`, { method: "POST", ca, headers: { "Content-Type": "application/json", ...headers }, agent: false, timeout: 15_000 }, (res) => {
+      let pending = "";
+      res.setEncoding("utf8");
+      res.on("data", (chunk: string) => {
+        pending += chunk;
+        for (let i = pending.indexOf("\n"); i >= 0; i = pending.indexOf("\n")) {
+          lines.push(pending.slice(0, i));
+          times.push(performance.now() - started);
+          pending = pending.slice(i + 1);
+        }
+      });
+      res.on("end", () => {
+        if (res.statusCode !== 200) return reject(new Error(`/api/chat answered ${res.statusCode}: ${lines.join("\n")}${pending}`));
+        if (!lines.length || JSON.parse(lines[lines.length - 1]).done !== true) return reject(new Error(`/api/chat ended without done: ${lines.slice(-2).join("\n")}`));
+        resolve({ lines, times });
+      });
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(new Error("/api/chat: stalled for 15 s")));
+    req.on("error", reject);
+    req.end(body);
   });
 }

@@ -44,6 +44,8 @@ export interface RecordedResource {
   custom: boolean;
   /** Names (or URNs) this resource had before, from its `aliases` option. */
   aliases: string[];
+  /** The `deleteBeforeReplace` option. */
+  deleteBeforeReplace: boolean;
 }
 
 export const recorded: RecordedResource[] = [];
@@ -82,8 +84,26 @@ const pem = (label: string, seed: string) => `-----BEGIN ${label}-----\n${fakeRa
 /** Keepers as part of a seed; "" without keepers. */
 const keeperSeed = (inputs: Record<string, any>) => (inputs.keepers ? `/${JSON.stringify(unwrap(inputs.keepers))}` : "");
 
-/** What each provider computes, per resource type. */
-function computed(type: string, name: string, inputs: Record<string, any>): Record<string, unknown> {
+/** The physical name Pulumi gives a resource without a `name` input: its name and a suffix. */
+export const autoName = (name: string) => `${name}-${fakeRandom(`suffix/${name}`, 7).toLowerCase()}`;
+
+type ProviderOverride = (type: string, name: string, inputs: Record<string, any>) => Record<string, string> | undefined;
+let providerOverride: ProviderOverride | undefined;
+
+/**
+ * Outputs that a suite computes for real instead (the container replay makes real certificates
+ * with test/support/real-tls.ts); secret ones are wrapped as the provider does.
+ */
+export function overrideProviderOutputs(override: ProviderOverride | undefined): void {
+  providerOverride = override;
+}
+
+const SECRET_OUTPUTS = new Set(["privateKeyPem", "result"]);
+
+/** What each provider computes, per resource type (the mocks' stand-in values, or a suite's override). */
+export function computed(type: string, name: string, inputs: Record<string, any>): Record<string, unknown> {
+  const real = providerOverride?.(type, name, unwrap(inputs));
+  if (real) return Object.fromEntries(Object.entries(real).map(([k, v]) => [k, SECRET_OUTPUTS.has(k) ? secret(v) : v]));
   switch (type) {
     case "random:index/randomPassword:RandomPassword":
       // Keepers in the seed: like the provider, a replaced password (new keepers) gets a new value.
@@ -103,18 +123,26 @@ function computed(type: string, name: string, inputs: Record<string, any>): Reco
       return { certPem: pem("CERTIFICATE", `cert/${name}`) };
     case "tls:index/certRequest:CertRequest":
       return { certRequestPem: pem("CERTIFICATE REQUEST", `csr/${name}`) };
+    case "docker:index/image:Image":
+      // A local build's repoDigest is its image ID: here a digest of what it is built from.
+      return { repoDigest: `sha256:${createHash("sha256").update(JSON.stringify(unwrap(inputs))).digest("hex")}` };
     case "docker:index/remoteImage:RemoteImage":
       return { imageId: `sha256:${createHash("sha256").update(`image/${inputs.name}`).digest("hex")}`, repoDigest: `${inputs.name}@sha256:0` };
     case "docker:index/network:Network":
     case "docker:index/volume:Volume":
     case "docker:index/container:Container":
-      return { name: inputs.name ?? `${name}-${fakeRandom(`suffix/${name}`, 7).toLowerCase()}` };
+      return { name: inputs.name ?? autoName(name) };
     default:
       return {};
   }
 }
 
-let lastRegistration: Pick<RecordedResource, "parent" | "urn" | "aliases"> = { parent: "", urn: "", aliases: [] };
+let lastRegistration: Pick<RecordedResource, "parent" | "urn" | "aliases" | "deleteBeforeReplace"> = {
+  parent: "",
+  urn: "",
+  aliases: [],
+  deleteBeforeReplace: false,
+};
 
 /** Installs the mocks once per test file; call before importing the program. */
 export function installMocks(): void {
@@ -144,6 +172,7 @@ export function installMocks(): void {
         ...request.getAliasesList().map((alias: any) => alias.getSpec()?.getName() || alias.getUrn()),
         ...request.getAliasurnsList(),
       ],
+      deleteBeforeReplace: request.getDeletebeforereplace(),
     };
     return register(request, callback);
   };
@@ -211,6 +240,12 @@ export function findResource(type: string, name: string): RecordedResource {
   return matches[0];
 }
 
+/** The config files the config writer puts in the proxy's prefix (bundle path -> content), from the last evaluation. */
+export function configUploads(): Record<string, string> {
+  const uploads = findResource(TYPES.container, "gateway-proxy-config-writer").inputs.uploads as { file: string; content: string }[];
+  return Object.fromEntries(uploads.map((u) => [u.file.replace(/^\/staging\//, ""), u.content]));
+}
+
 export function resourcesOfType(type: string): RecordedResource[] {
   return recorded.filter((r) => r.type === type);
 }
@@ -228,6 +263,7 @@ export function outputIsSecret(output: pulumi.Output<unknown>): Promise<boolean>
 export const TYPES = {
   container: "docker:index/container:Container",
   image: "docker:index/remoteImage:RemoteImage",
+  build: "docker:index/image:Image",
   network: "docker:index/network:Network",
   volume: "docker:index/volume:Volume",
   password: "random:index/randomPassword:RandomPassword",
