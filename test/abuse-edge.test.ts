@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { workerFileLimit } from "../bundle/render";
+import { parseSpec } from "../bundle/spec";
 import { makeCertificates } from "./support/certs";
 import { type FakeOllama, FAKE_MODEL, startFakeOllama } from "./support/fake-ollama";
 import { rawRequest } from "./support/http";
@@ -119,6 +120,14 @@ describe.runIf(nginxTestsEnabled)("abuse at the edge, through the real nginx", (
       expect(conf).toContain("worker_connections 4096;");
       expect(conf).toContain(`worker_rlimit_nofile ${workerFileLimit({ workerConnections: 4096 })};`);
       expect(workerFileLimit({ workerConnections: 4096 })).toBe(8320);
+      expect(parseSpec({ workerConnections: 100, connectionsPerAddress: 0, redirectHost: "a b" })).toEqual({
+        ok: false,
+        errors: [
+          "`redirectHost` is \"a b\"; use a DNS name or address such as api.example.com",
+          "`workerConnections` is 100; use a whole number from 256 to 65536",
+          "`connectionsPerAddress` is 0; use a whole number from 1 to 65536",
+        ],
+      });
     });
 
     it("keeps answering another address during an idle keep-alive flood of 2,500 connections", async () => {
