@@ -245,6 +245,12 @@ export const gatewaySpecSchema = z
       .default({ address: "127.0.0.1", http: 8080 }),
     /** `server_name`, and the host name used in redirects. Default `_` (any). */
     serverName: z.string().regex(/^(_|[A-Za-z0-9.-]{1,253})$/, { error: "use a DNS name or `_`" }).default("_"),
+    /**
+     * With `tls`: the host plain-HTTP requests without credentials are redirected to (308). Default
+     * `serverName`; with `serverName` `_` and no `redirectHost` nothing is redirected (a JSON 400
+     * names the HTTPS port), as the client's own Host header is never trusted for it.
+     */
+    redirectHost: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, { error: "use a DNS name or address such as api.example.com" }).optional(),
     tls: z
       .strictObject({
         certPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }),
@@ -282,6 +288,19 @@ export const gatewaySpecSchema = z
       })
       .default({ allowedOrigins: [] }),
     workerProcesses: z.union([z.literal("auto"), z.number().int().min(1).max(256)]).default("auto"),
+    /**
+     * Connections per worker (nginx `worker_connections`), clients and Ollama together. The
+     * open-file limit is derived from it (`workerFileLimit`): the host's or container's `nofile`
+     * limit must be at least that. Default 4096.
+     */
+    workerConnections: z.number().int().min(256, { error: "use a whole number from 256 to 65536" })
+      .max(65536, { error: "use a whole number from 256 to 65536" }).default(4096),
+    /**
+     * Requests in progress at once per client address (nginx `limit_conn`, after trusted proxies
+     * are resolved); over it: 429. Default 64.
+     */
+    connectionsPerAddress: z.number().int().min(1, { error: "use a whole number from 1 to 65536" })
+      .max(65536, { error: "use a whole number from 1 to 65536" }).default(64),
     /** Where the JSON access log goes; `/dev/stdout` in containers. Relative paths are under the prefix. */
     accessLog: z.string().min(1).default("logs/access.log"),
     errorLog: z.string().min(1).default("logs/error.log"),

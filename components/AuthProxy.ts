@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { renderConfigFiles, renderCredentialFiles } from "../bundle/render";
+import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
 import { cidrProblem, type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
@@ -15,8 +15,6 @@ export const CREDENTIALS_DIR = `${PROXY_PREFIX}/credentials`;
 /** The image's unprivileged user (image/proxy/Dockerfile): nginx's master and workers, and the writer. */
 export const PROXY_USER = "10001:10001";
 const TMPFS_OWNER = `uid=${PROXY_USER.split(":")[0]},gid=${PROXY_USER.split(":")[1]},mode=0700`;
-/** Descriptors per container: nginx's `worker_rlimit_nofile` must fit under it. */
-export const PROXY_NOFILE = 16384;
 /**
  * The proxy image's build context in this package; its Dockerfile installs image/proxy/packages.txt.
  * Relative to the working directory (the project, under `pulumi up`), so the state does not
@@ -283,7 +281,8 @@ export class AuthProxy extends pulumi.ComponentResource {
           [`${PROXY_PREFIX}/tmp`]: `rw,nosuid,nodev,noexec,${TMPFS_OWNER}`,
           [`${PROXY_PREFIX}/logs`]: `rw,nosuid,nodev,noexec,size=16m,${TMPFS_OWNER}`,
         },
-        ulimits: [{ name: "nofile", soft: PROXY_NOFILE, hard: PROXY_NOFILE }],
+        // Exactly nginx's worker_rlimit_nofile: a lower hard limit makes nginx keep the inherited one.
+        ulimits: [{ name: "nofile", soft: workerFileLimit(spec), hard: workerFileLimit(spec) }],
         capabilities: { drops: ["ALL"] },
         securityOpts: ["no-new-privileges:true"],
         // The edge network carries the published ports; the private one reaches Ollama.

@@ -172,6 +172,10 @@ describe.runIf(dockerTestsEnabled)("the program's containers on a real Docker en
       expect(files.output).toMatch(/tls\.pem/);
       for (const line of files.output.trim().split("\n")) expect(line, files.output).toMatch(/^600 10001 /);
       expect((await exec(engine.docker, name, ["sh", "-c", "touch /gateway/conf/x || touch /etc/x || touch /gateway/credentials/x"])).code).not.toBe(0);
+      // Workers got the open-file limit nginx asked for (the container's nofile ulimit allows it).
+      const limits = await exec(engine.docker, name, ["sh", "-c", "for p in /proc/[0-9]*; do [ \"$(cat $p/comm)\" = nginx ] && grep 'Max open files' $p/limits; done"]);
+      expect(limits.output.trim().split("\n").length, limits.output).toBeGreaterThanOrEqual(2);
+      for (const line of limits.output.trim().split("\n")) expect(line).toMatch(/Max open files\s+8320\s+8320/);
       // Another user in the container cannot read a key.
       expect((await exec(engine.docker, name, ["cat", "/gateway/credentials/api-keys"], "65534:65534")).code).not.toBe(0);
     });

@@ -252,6 +252,8 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
         apiKeys: SCOPES.map((scope) => ({ name: `key-${scope}`, key: KEYS[scope], scope })),
         basicUsers: SCOPES.map((scope) => ({ name: `user-${scope}`, password: PASSWORDS[scope], scope })),
         rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
+        // The load tests run 100 concurrent streams from one address (default limit 64).
+        connectionsPerAddress: 1000,
       },
     });
     port = portOf(gateway);

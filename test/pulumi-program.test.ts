@@ -174,6 +174,9 @@ describe("the dev stack", () => {
       { volumeName: expect.stringMatching(/^gateway-proxy-credentials-/), containerPath: "/gateway/credentials", readOnly: true },
     ]);
     expect(Object.keys(proxy.inputs.tmpfs).sort()).toEqual(["/gateway/logs", "/gateway/tmp"]);
+    // nginx's worker_rlimit_nofile (2 x 4096 worker connections + 128) fits exactly.
+    expect(proxy.inputs.ulimits).toEqual([{ name: "nofile", soft: 8320, hard: 8320 }]);
+    expect(files["conf/nginx.conf"]).toContain("worker_rlimit_nofile 8320;");
     // A config change replaces the proxy (nginx reads its config at start); credentials do not.
     expect(proxy.inputs.labels).toEqual([{ label: CONFIG_DIGEST_LABEL, value: configDigest(files) }]);
   });

@@ -1,6 +1,6 @@
 /**
  * TLS through the real nginx, with a CA and server certificate made by openssl in the test:
- * TLS 1.2/1.3 only, modern ciphers, HTTP redirected (health excepted), HSTS.
+ * TLS 1.2/1.3 only, modern ciphers, plain HTTP answered with JSON (health excepted), HSTS.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -150,10 +150,16 @@ new OpenAI().models.list().then((page) => console.log(JSON.stringify(page.data.m
     expect((await handshake(port, { ca: certs.caPem })).protocol).toMatch(/TLSv1\.[23]/);
   });
 
-  it("redirects plain HTTP to HTTPS, except the health endpoint", async () => {
-    const redirect = await request(`${gateway.url}/api/tags?x=1`, { headers: { Authorization: `Bearer ${KEY}` } });
-    expect(redirect.status).toBe(308);
-    expect(redirect.headers.get("location")).toBe(`https://127.0.0.1:${new URL(gateway.httpsUrl!).port}/api/tags?x=1`);
+  it("answers plain HTTP with JSON naming the HTTPS port, never redirecting to the client's Host, except the health endpoint", async () => {
+    // serverName `_` and no redirectHost: there is no fixed host to redirect to (test/abuse-edge.test.ts has one).
+    const port = new URL(gateway.httpsUrl!).port;
+    const withKey = await request(`${gateway.url}/api/tags?x=1`, { headers: { Authorization: `Bearer ${KEY}` } });
+    expect(withKey.status).toBe(403);
+    expect(withKey.json().error).toContain(`Use HTTPS on port ${port} `);
+    const plain = await request(`${gateway.url}/api/tags?x=1`);
+    expect(plain.status).toBe(400);
+    expect(plain.headers.get("location")).toBeNull();
+    expect(plain.json().error).toBe(`this port answers only /healthz over plain HTTP; use HTTPS on port ${port}`);
     const health = await request(`${gateway.url}/healthz`);
     expect(health.status).toBe(200);
   });

@@ -9,7 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync, readdirSync } from "n
 import { tmpdir } from "node:os";
 import path from "node:path";
 import Docker from "dockerode";
-import { ROOT } from "./pulumi-mocks";
+
+/** The repository (no vitest import here: the benchmarks use this module too). */
+const ROOT = path.join(__dirname, "..", "..");
 
 export const DOCKER_SKIP_VARIABLE = "OLLAMA_GATEWAY_SKIP_DOCKER";
 export const DOCKER_HOST_VARIABLE = "OLLAMA_GATEWAY_DOCKER_HOST";

@@ -97,6 +97,8 @@ export interface StartOptions {
    * module from the command line instead, to prove that bundle runs as rendered.
    */
   flavor?: "debian" | "openresty";
+  /** Soft open-file limit nginx starts with (as a container's default would give it), e.g. 1024. */
+  openFileLimit?: number;
 }
 
 const fastHash = (cost: number) => (_name: string, password: string) => bcryptHash(password, cost);
@@ -124,9 +126,11 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // -g directives are parsed before the configuration file, so module loading can come from here.
   const loadLua = flavor === "openresty" ? `load_module ${path.dirname(LUA_MODULE)}/ndk_http_module.so; load_module ${LUA_MODULE}; ` : "";
 
-  const child = spawn(nginx, ["-p", `${dir}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log", "-g", `${loadLua}daemon off;`], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const args = ["-p", `${dir}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log", "-g", `${loadLua}daemon off;`];
+  // `exec` keeps the pid, so stop() still signals nginx itself.
+  const child = options.openFileLimit
+    ? spawn("sh", ["-c", `ulimit -Sn ${options.openFileLimit} && exec "$0" "$@"`, nginx, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    : spawn(nginx, args, { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   child.stdout!.on("data", (d) => (output += d));
   child.stderr!.on("data", (d) => (output += d));

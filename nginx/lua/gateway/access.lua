@@ -8,6 +8,7 @@ local errors = require "gateway.errors"
 local ratelimit = require "gateway.ratelimit"
 local jwt = require "gateway.jwt"
 local external_auth = require "gateway.external_auth"
+local edge = require "gateway.edge"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -279,7 +280,7 @@ function _M.handle()
     path_problem = "the query string contains raw non-ASCII bytes (percent-encode them)"
   end
   if path_problem then
-    ngx_var.gw_path = "(refused) " .. raw_path:sub(1, 200)
+    ngx_var.gw_path = "(refused) " .. edge.loggable_path(raw_path)
     return errors.exit(400, path_problem)
   end
   ngx_var.gw_path = raw_path

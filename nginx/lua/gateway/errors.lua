@@ -31,7 +31,8 @@ local MESSAGES = {
   [408] = "request timed out: the client sent its request too slowly",
   [413] = "request body too large",
   [414] = "request URI too long",
-  [429] = "too many requests",
+  -- Only limit_conn's 429 comes here (the Lua checks answer their own).
+  [429] = "too many requests in progress from this address; retry later",
   [431] = "request headers too large",
   [494] = "request headers too large",
   [500] = "internal error in the gateway",
@@ -45,12 +46,16 @@ function _M.from_status()
   local status = ngx.status
   -- 501 (unknown Transfer-Encoding) and 505 (HTTP version) are nginx refusing a malformed
   -- request: a client error, not a failure of the gateway.
+  -- nginx's 497 (plain HTTP on the HTTPS port) arrives as a 400; gateway-common.conf marks it.
+  local message = ngx.var.args == "plain-http" and "plain HTTP was sent to the HTTPS port; use https://"
   if status == 494 or status == 501 or status == 505 then status = 400 end
   if not MESSAGES[status] then status = 500 end
+  message = message or MESSAGES[status]
   ngx.status = status
+  if status == 429 then ngx.header["Retry-After"] = "1" end
   ngx.header["Content-Type"] = "application/json; charset=utf-8"
   ngx.header["Cache-Control"] = "no-store"
-  ngx.print('{"error":', json_string(MESSAGES[status]), '}\n')
+  ngx.print('{"error":', json_string(message), '}\n')
 end
 
 return _M
