@@ -26,6 +26,8 @@ export interface ApiKeyRecord {
   /** Unix seconds after which the proxy refuses the key. */
   notAfter?: number;
   rateLimit?: { requestsPerSecond: number; burst: number };
+  /** Allowed to use Ollama's cloud features. */
+  cloud?: boolean;
 }
 
 export interface BasicUserRecord {
@@ -35,6 +37,7 @@ export interface BasicUserRecord {
   passwordHash: string;
   notAfter?: number;
   rateLimit?: { requestsPerSecond: number; burst: number };
+  cloud?: boolean;
 }
 
 /** Lowercase hex SHA-256: the only form in which an API key reaches the proxy. */
@@ -60,14 +63,16 @@ export function toUnixSeconds(iso: string | undefined): number | undefined {
   return iso === undefined ? undefined : Math.floor(Date.parse(iso) / 1000);
 }
 
-function attributes(record: { scope: Scope; slot: Slot; notAfter?: number; rateLimit?: { requestsPerSecond: number; burst: number } }) {
+function attributes(record: { scope: Scope; slot: Slot; notAfter?: number; rateLimit?: { requestsPerSecond: number; burst: number }; cloud?: boolean }) {
   const rate = record.rateLimit ? `${record.rateLimit.requestsPerSecond}/${record.rateLimit.burst}` : "-";
-  return [record.scope, record.slot, record.notAfter === undefined ? "-" : String(record.notAfter), rate];
+  // `scope+cloud`: a reader that predates the flag refuses the unknown scope (fails closed).
+  return [record.cloud ? `${record.scope}+cloud` : record.scope, record.slot, record.notAfter === undefined ? "-" : String(record.notAfter), rate];
 }
 
 /**
  * `credentials/api-keys`: one key per line, tab-separated:
- * name, scope, slot, notAfter (unix seconds or -), rate (rps/burst or -), sha256 of the key.
+ * name, scope (`+cloud` when cloud features are allowed), slot, notAfter (unix seconds or -),
+ * rate (rps/burst or -), sha256 of the key.
  */
 export function renderApiKeysFile(records: readonly ApiKeyRecord[]): string {
   const lines = records.map((r) => [r.name, ...attributes(r), r.keySha256].join("\t"));

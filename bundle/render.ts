@@ -44,6 +44,9 @@ export interface Bundle {
 /** The data plane's source files, shipped with the package. */
 export const NGINX_SOURCE_DIR = path.join(__dirname, "..", "nginx");
 
+/** The master's pid file, inside the bundle: `render --reload` signals the pid in it. */
+export const PID_FILE = "logs/nginx.pid";
+
 /** Seconds a client is asked to wait after a 503 that names no time itself. */
 const RETRY_AFTER_SECONDS = 5;
 
@@ -125,6 +128,7 @@ function enterpriseAuthLua(spec: GatewaySpec): string[] {
       `    name_claim = ${luaString(jwt.nameClaim)},`,
       `    clock_skew = ${jwt.clockSkewSeconds},`,
       `    max_token_bytes = ${jwt.maxTokenBytes},`,
+      `    cloud = ${jwt.cloud},`,
       "  },",
     );
   }
@@ -137,6 +141,7 @@ function enterpriseAuthLua(spec: GatewaySpec): string[] {
       `    name_header = ${luaString(ext.nameHeader.toLowerCase())},`,
       `    scope_header = ${luaString(ext.scopeHeader.toLowerCase())},`,
       `    scope_values = ${scopeValuesLua(ext.scopeValues)},`,
+      `    cloud = ${ext.cloud},`,
       "  },",
     );
   }
@@ -244,6 +249,10 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
   const values = {
     moduleLoading: MODULE_LOADING[flavor],
     workerProcesses: String(spec.workerProcesses),
+    pidFile: PID_FILE,
+    userDirective: spec.user
+      ? `# Workers run as this user when the master runs as root (spec \`user\`); it owns the credential files.\nuser ${spec.user};`
+      : "# Workers run as nginx's default user (nobody) when the master runs as root; it owns the credential files.",
     errorLog: spec.errorLog,
     accessLog: spec.accessLog,
     bcryptThreads: String(spec.bcryptThreads),
@@ -300,6 +309,7 @@ export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultH
       keySha256: entry.keySha256 ?? sha256Hex(entry.key!),
       notAfter: toUnixSeconds(entry.notAfter),
       rateLimit: entry.rateLimit,
+      cloud: entry.cloud,
     };
     if (!entry.previous) return [current];
     const previous: ApiKeyRecord = {
@@ -318,6 +328,7 @@ export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultH
       passwordHash: entry.passwordHash ?? hashPassword(entry.name, entry.password!),
       notAfter: toUnixSeconds(entry.notAfter),
       rateLimit: entry.rateLimit,
+      cloud: entry.cloud,
     };
     if (!entry.previous) return [current];
     const previous: BasicUserRecord = {
@@ -339,6 +350,11 @@ export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultH
     files[TLS_PEM_FILE] = `${spec.tls.certPem.trim()}\n${spec.tls.keyPem.trim()}\n`;
   }
   return files;
+}
+
+/** The user the workers run as, who must be able to read the credential files. */
+export function workerUser(spec: GatewaySpec): string {
+  return spec.user?.split(" ")[0] ?? "nobody";
 }
 
 export function renderBundle(spec: GatewaySpec, options: RenderOptions = {}): Bundle {

@@ -14,12 +14,22 @@ export interface RoutePolicyEntry {
   /** Path as Ollama's router registers it; `:name` matches exactly one non-empty segment. */
   path: string;
   class: RouteClass;
+  /**
+   * Where the request names a model (checked for cloud models, logged): `json` fields of a JSON
+   * body, the `multipart` form field `model`, or the `path` parameter. Absent: names none.
+   */
+  modelIn?: ModelSource;
 }
 
-const read = (method: RoutePolicyEntry["method"], path: string): RoutePolicyEntry => ({ method, path, class: "read" });
-const inference = (method: RoutePolicyEntry["method"], path: string): RoutePolicyEntry => ({ method, path, class: "inference" });
-const admin = (method: RoutePolicyEntry["method"], path: string): RoutePolicyEntry => ({ method, path, class: "admin" });
-const blocked = (method: RoutePolicyEntry["method"], path: string): RoutePolicyEntry => ({ method, path, class: "blocked" });
+export type ModelSource = "json" | "multipart" | "path";
+
+type Method = RoutePolicyEntry["method"];
+const entry = (routeClass: RouteClass) => (method: Method, path: string, modelIn?: ModelSource): RoutePolicyEntry =>
+  modelIn ? { method, path, class: routeClass, modelIn } : { method, path, class: routeClass };
+const read = entry("read");
+const inference = entry("inference");
+const admin = entry("admin");
+const blocked = entry("blocked");
 
 export const ROUTE_POLICY: readonly RoutePolicyEntry[] = [
   read("HEAD", "/"),
@@ -29,28 +39,28 @@ export const ROUTE_POLICY: readonly RoutePolicyEntry[] = [
   read("GET", "/api/status"),
   read("HEAD", "/api/tags"),
   read("GET", "/api/tags"),
-  read("POST", "/api/show"),
+  read("POST", "/api/show", "json"),
   read("GET", "/api/ps"),
   read("GET", "/v1/models"),
-  read("GET", "/v1/models/:model"),
+  read("GET", "/v1/models/:model", "path"),
 
-  inference("POST", "/api/generate"),
-  inference("POST", "/api/chat"),
-  inference("POST", "/api/embed"),
-  inference("POST", "/api/embeddings"),
-  inference("POST", "/v1/chat/completions"),
-  inference("POST", "/v1/completions"),
-  inference("POST", "/v1/embeddings"),
-  inference("POST", "/v1/responses"),
-  inference("POST", "/v1/audio/transcriptions"),
-  inference("POST", "/v1/messages"),
+  inference("POST", "/api/generate", "json"),
+  inference("POST", "/api/chat", "json"),
+  inference("POST", "/api/embed", "json"),
+  inference("POST", "/api/embeddings", "json"),
+  inference("POST", "/v1/chat/completions", "json"),
+  inference("POST", "/v1/completions", "json"),
+  inference("POST", "/v1/embeddings", "json"),
+  inference("POST", "/v1/responses", "json"),
+  inference("POST", "/v1/audio/transcriptions", "multipart"),
+  inference("POST", "/v1/messages", "json"),
 
   // Model administration: downloads, uploads and deletes models on the server's disk.
-  admin("POST", "/api/pull"),
-  admin("POST", "/api/push"),
-  admin("POST", "/api/create"),
-  admin("POST", "/api/copy"),
-  admin("DELETE", "/api/delete"),
+  admin("POST", "/api/pull", "json"),
+  admin("POST", "/api/push", "json"),
+  admin("POST", "/api/create", "json"),
+  admin("POST", "/api/copy", "json"),
+  admin("DELETE", "/api/delete", "json"),
   admin("POST", "/api/blobs/:digest"),
   admin("HEAD", "/api/blobs/:digest"),
   // Recommendations are fetched from ollama.com by the server; an admin concern, not a client one.
@@ -87,14 +97,17 @@ export function classifyRoute(method: string, path: string): RouteClass | undefi
 export function renderRoutesLua(policy: readonly RoutePolicyEntry[] = ROUTE_POLICY): string {
   const exact: string[] = [];
   const prefixed: string[] = [];
+  const modelIn: string[] = [];
   for (const route of policy) {
     const paramAt = route.path.indexOf("/:");
     if (paramAt === -1) {
       exact.push(`  [${luaString(`${route.method} ${route.path}`)}] = ${luaString(route.class)},`);
+      if (route.modelIn) modelIn.push(`  [${luaString(`${route.method} ${route.path}`)}] = ${luaString(route.modelIn)},`);
     } else {
       if (route.path.indexOf("/", paramAt + 1) !== -1) throw new Error(`route ${route.path}: only a final parameter is supported`);
+      const modelField = route.modelIn ? `, model_in = ${luaString(route.modelIn)}` : "";
       prefixed.push(
-        `  { method = ${luaString(route.method)}, prefix = ${luaString(route.path.slice(0, paramAt + 1))}, class = ${luaString(route.class)} },`,
+        `  { method = ${luaString(route.method)}, prefix = ${luaString(route.path.slice(0, paramAt + 1))}, class = ${luaString(route.class)}${modelField} },`,
       );
     }
   }
@@ -108,6 +121,10 @@ export function renderRoutesLua(policy: readonly RoutePolicyEntry[] = ROUTE_POLI
     "-- A route whose last segment is a parameter: the rest of the path must be one non-empty segment.",
     "_M.prefixed = {",
     ...prefixed,
+    "}",
+    "-- Exact routes that name a model: in a JSON body (\"json\") or a multipart form (\"multipart\").",
+    "_M.model_in = {",
+    ...modelIn,
     "}",
     "return _M",
     "",

@@ -81,6 +81,8 @@ const apiKeyEntry = z.strictObject({
   previous: previousKey.optional(),
   /** Overrides the gateway-wide `rateLimit` for this key. */
   rateLimit: rateLimit.optional(),
+  /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
+  cloud: z.boolean().optional(),
 }).superRefine(exactlyOneOf("key", "keySha256"));
 
 const basicUserEntry = z.strictObject({
@@ -91,6 +93,8 @@ const basicUserEntry = z.strictObject({
   notAfter: isoTime.optional(),
   previous: previousPassword.optional(),
   rateLimit: rateLimit.optional(),
+  /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
+  cloud: z.boolean().optional(),
 }).superRefine(exactlyOneOf("password", "passwordHash"));
 
 const seconds = (min: number, max: number) =>
@@ -162,6 +166,8 @@ const jwtSection = z.strictObject({
   }).default(60),
   /** Longer Bearer tokens are refused before any parsing. */
   maxTokenBytes: z.number().int().min(512).max(16384, { error: "use at most 16384 (nginx's header buffers are 16k)" }).default(8192),
+  /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
+  cloud: z.boolean().default(false),
 });
 
 const externalAuthSection = z.strictObject({
@@ -182,6 +188,8 @@ const externalAuthSection = z.strictObject({
   /** CA bundle that verifies an https `url` (path on the proxy's host or image). */
   trustedCaFile: z.string().regex(/^\/[A-Za-z0-9._\/-]+$/, { error: "use an absolute path such as /etc/ssl/certs/ca-certificates.crt" })
     .default("/etc/ssl/certs/ca-certificates.crt"),
+  /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
+  cloud: z.boolean().default(false),
 });
 
 /** `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be zero. */
@@ -304,6 +312,15 @@ export const gatewaySpecSchema = z
     /** Where the JSON access log goes; `/dev/stdout` in containers. Relative paths are under the prefix. */
     accessLog: z.string().min(1).default("logs/access.log"),
     errorLog: z.string().min(1).default("logs/error.log"),
+    /**
+     * nginx `user` ("name" or "name group"): who the workers run as when the master runs as root.
+     * Credential files are written 0600 and, by a root renderer, owned by this user. Default: not
+     * rendered, nginx's built-in `nobody` (group `nogroup` on Debian).
+     */
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]{0,31}( [a-z_][a-z0-9_-]{0,31})?$/, { error: "use a user name, optionally with a group, such as `nobody` or `www-data www-data`" })
+      .optional(),
     /** Threads that run bcrypt off the event loop, per worker. */
     bcryptThreads: z.number().int().min(1).max(64).default(2),
     /** JWT bearer tokens verified in the proxy (README, "Enterprise authentication"). */

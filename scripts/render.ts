@@ -1,19 +1,22 @@
 /**
- * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost N]
+ * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost N] [--reload]
  *
  * Renders the proxy bundle from a spec file. Rendering into an existing bundle rewrites only
  * the files that changed, each atomically, so a running proxy picks up new credentials
- * without a reload. A bad spec prints every problem and exits 2 without writing anything.
+ * without a reload; credential files the spec no longer has are removed. Changed config files
+ * (conf/, lua/) need a reload: render says so, and `--reload` sends SIGHUP to the nginx whose
+ * pid is in the bundle's logs/nginx.pid. A bad spec prints every problem and exits 2 without
+ * writing anything.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { bcryptHash, bcryptVerify, HTPASSWD_FILE } from "../bundle/credentials";
-import { renderBundle } from "../bundle/render";
+import { PID_FILE, renderBundle, workerUser } from "../bundle/render";
 import { FLAVORS, type Flavor, parseSpec } from "../bundle/spec";
-import { writeBundle } from "../bundle/write";
+import { isCredentialPath, writeBundle } from "../bundle/write";
 
-const USAGE = "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31]";
+const USAGE = "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31] [--reload]";
 
 function fail(problems: string[]): never {
   process.stderr.write(`render: nothing written.\n${problems.map((p) => `- ${p}`).join("\n")}\n`);
@@ -42,6 +45,7 @@ function main(argv: string[]): void {
         out: { type: "string" },
         flavor: { type: "string", default: "openresty" },
         "bcrypt-cost": { type: "string", default: "10" },
+        reload: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -75,11 +79,63 @@ function main(argv: string[]): void {
   const hashPassword = (name: string, password: string) =>
     previous.get(name)?.find((hash) => bcryptVerify(password, hash)) ?? bcryptHash(password, cost);
   const bundle = renderBundle(parsed.spec, { flavor: args.flavor as Flavor, hashPassword });
-  const written = writeBundle(outDir, bundle.files);
+  const fresh = !existsSync(path.join(outDir, "conf", "nginx.conf"));
+  const written = writeBundle(outDir, bundle.files, { workerUser: workerUser(parsed.spec) });
+  const removed = removeStaleCredentials(outDir, bundle.credentialPaths);
+  const configChanged = written.filter((file) => !isCredentialPath(file) && !file.endsWith("/.keep"));
   process.stdout.write(
-    `render: ${outDir} (${args.flavor}): ${written.length} file(s) written, ${Object.keys(bundle.files).length - written.length} unchanged.\n` +
-      `run it: nginx -p ${outDir}/ -c conf/nginx.conf\n`,
+    `render: ${outDir} (${args.flavor}): ${written.length} file(s) written, ${Object.keys(bundle.files).length - written.length} unchanged` +
+      `${removed.length ? `, ${removed.length} removed (${removed.join(", ")})` : ""}.\n`,
   );
+  const pidFile = path.join(outDir, PID_FILE);
+  if (fresh) {
+    process.stdout.write(`run it: nginx -p ${outDir}/ -c conf/nginx.conf\n`);
+    return;
+  }
+  if (configChanged.length === 0) {
+    process.stdout.write("render: no reload needed (credential changes take effect within a second).\n");
+    if (!existsSync(pidFile)) process.stdout.write(`run it: nginx -p ${outDir}/ -c conf/nginx.conf\n`);
+    return;
+  }
+  process.stdout.write(`render: reload needed: ${configChanged.join(", ")} changed; a running nginx uses them only after a reload.\n`);
+  if (!args.reload) {
+    process.stdout.write(`reload: npm run render -- ... --reload, or kill -HUP $(cat ${pidFile})\nor start it: nginx -p ${outDir}/ -c conf/nginx.conf\n`);
+    return;
+  }
+  reload(pidFile);
+}
+
+/** Deletes files in credentials/ that the new bundle does not have (a removed `jwt` or `tls`). */
+function removeStaleCredentials(outDir: string, credentialPaths: string[]): string[] {
+  const dir = path.join(outDir, "credentials");
+  if (!existsSync(dir)) return [];
+  const keep = new Set(credentialPaths);
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const relative = `credentials/${name}`;
+    if (keep.has(relative)) continue;
+    rmSync(path.join(dir, name), { force: true });
+    removed.push(relative);
+  }
+  return removed;
+}
+
+/** SIGHUP to the bundle's nginx master: it re-reads the configuration without dropping requests. */
+function reload(pidFile: string): void {
+  const text = existsSync(pidFile) ? readFileSync(pidFile, "utf8").trim() : "";
+  const pid = Number(text);
+  if (!/^[1-9][0-9]*$/.test(text)) {
+    process.stderr.write(`render: --reload: no nginx pid in ${pidFile}; nginx is not running from this bundle. Start it: nginx -p ${path.dirname(path.dirname(pidFile))}/ -c conf/nginx.conf\n`);
+    process.exit(1);
+  }
+  try {
+    process.kill(pid, "SIGHUP");
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    process.stderr.write(`render: --reload: ${pidFile} names pid ${pid}, which ${code === "ESRCH" ? "is not running (a stale pid file)" : `cannot be signalled (${code})`}; nothing reloaded.\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`render: sent SIGHUP to nginx (pid ${pid}); it reloads its configuration now.\n`);
 }
 
 main(process.argv.slice(2));

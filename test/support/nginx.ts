@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { bcryptHash } from "../../bundle/credentials";
-import { renderBundle, renderCredentialFiles } from "../../bundle/render";
+import { renderBundle, renderCredentialFiles, workerUser } from "../../bundle/render";
 import { type GatewaySpec, type GatewaySpecInput, validateSpec } from "../../bundle/spec";
 import { writeBundle } from "../../bundle/write";
 import { freePort, waitForPort } from "./ports";
@@ -122,7 +122,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // Workers run as `nobody` when the tests run as root: the prefix must be traversable.
   chmodSync(dir, 0o755);
   const flavor = options.flavor ?? "debian";
-  writeBundle(dir, renderBundle(spec, { flavor, hashPassword }).files);
+  writeBundle(dir, renderBundle(spec, { flavor, hashPassword }).files, { workerUser: workerUser(spec) });
   // -g directives are parsed before the configuration file, so module loading can come from here.
   const loadLua = flavor === "openresty" ? `load_module ${path.dirname(LUA_MODULE)}/ndk_http_module.so; load_module ${LUA_MODULE}; ` : "";
 
@@ -152,7 +152,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     pid: child.pid!,
     updateCredentials(next) {
       const nextSpec = validateSpec({ ...next, upstream: spec.upstream, listen: spec.listen });
-      writeBundle(dir, renderCredentialFiles(nextSpec, hashPassword));
+      writeBundle(dir, renderCredentialFiles(nextSpec, hashPassword), { workerUser: workerUser(spec) });
     },
     accessLogText: () => read("logs/access.log"),
     accessLog: () => parseAccessLog(read("logs/access.log")),

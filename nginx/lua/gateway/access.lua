@@ -9,6 +9,7 @@ local ratelimit = require "gateway.ratelimit"
 local jwt = require "gateway.jwt"
 local external_auth = require "gateway.external_auth"
 local edge = require "gateway.edge"
+local body = require "gateway.body"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -66,14 +67,16 @@ local function check_path(raw_path)
   return nil
 end
 
+-- The route's class, and where it names a model ("json", "multipart", or the path's model).
 local function classify(method, path)
-  local class = routes.exact[method .. " " .. path]
-  if class then return class end
+  local route_key = method .. " " .. path
+  local class = routes.exact[route_key]
+  if class then return class, routes.model_in[route_key] end
   for _, route in ipairs(routes.prefixed) do
     if route.method == method and path:sub(1, #route.prefix) == route.prefix then
       local rest = path:sub(#route.prefix + 1)
       if rest ~= "" and not rest:find("/", 1, true) then
-        return route.class
+        return route.class, route.model_in == "path" and "path" or nil, rest
       end
     end
   end
@@ -190,7 +193,9 @@ local function authenticate(headers)
   -- spec `externalAuth`: credentials the gateway does not recognise go to the external service.
   if external_auth.wants(authorization, api_key) then
     ngx_var.gw_auth = "external"
-    return external_auth.authenticate()
+    local record = external_auth.authenticate()
+    record.cloud = config.external_auth.cloud
+    return record
   end
   if api_key then
     ngx_var.gw_auth = "x-api-key"
@@ -214,7 +219,9 @@ local function authenticate(headers)
     if jwt.looks_like_jwt(credentials) and (store.api_keys_status ~= "ok"
         or not store.api_keys[crypto.sha256_hex(credentials)]) then
       ngx_var.gw_auth = "jwt"
-      return jwt.authenticate(credentials)
+      local record = jwt.authenticate(credentials)
+      record.cloud = config.jwt.cloud
+      return record
     end
     return check_api_key(credentials, "Bearer token")
   elseif scheme == "basic" then
@@ -253,15 +260,27 @@ function _M.add_cors_headers()
   end
 end
 
--- The model named by a JSON request body, for the access log only: a cheap pattern match on a
--- body that is already in memory, restricted to characters of model names.
-local function model_of_request(method)
-  if method ~= "POST" then return "" end
-  ngx.req.read_body()
-  local body = ngx.req.get_body_data()
-  if not body then return "" end
-  local model = body:sub(1, 65536):match('"model"%s*:%s*"([%w%._:/@%-]+)"')
-  return model and model:sub(1, 128) or ""
+-- The model a request names, read as Ollama reads it: from the path, or from the JSON body
+-- (memory or temporary file). Returns { model, cloud } or nil, status, message.
+local function inspect_request(headers, model_in, path_model)
+  if model_in == "path" then
+    return { model = body.printable(path_model), cloud = body.is_cloud_model(path_model) and "cloud model '" .. body.printable(path_model) .. "'" or nil }
+  end
+  -- Ollama decodes zstd bodies itself (cloud passthrough): a compressed body would hide its
+  -- model from the gateway.
+  local encoding = headers["content-encoding"]
+  if encoding ~= nil and (type(encoding) == "table" or encoding:lower():match("^%s*(.-)%s*$") ~= "identity") then
+    return nil, 415, "compressed request bodies (Content-Encoding) are not accepted on this route; send the body uncompressed"
+  end
+  local data, err = body.read()
+  if not data then
+    ngx.log(ngx.ERR, "ollama-gateway: could not read the request body: ", err)
+    return nil, 500, "the gateway could not read the request body"
+  end
+  if model_in == "multipart" then
+    return body.inspect_multipart(data, headers["content-type"], ngx_var.args)
+  end
+  return body.inspect_json(data)
 end
 
 function _M.handle()
@@ -304,25 +323,34 @@ function _M.handle()
   ngx_var.gw_caller = record.name
   ngx_var.gw_scope = record.scope
 
-  local class = classify(method, raw_path)
+  local class, model_in, path_model = classify(method, raw_path)
   if not class then
     return errors.exit(404, "unknown route: the gateway forwards only Ollama's API routes")
   end
   if class == "blocked" then
     return errors.exit(403, "this Ollama route is disabled by the gateway")
   end
+  -- The model is read before the scope check, so a refused request still logs what it asked for.
+  -- $gw_model is "" already (gateway-common.conf): a request naming no model costs no write.
+  local asked
+  if model_in then
+    local status, message
+    asked, status, message = inspect_request(headers, model_in, path_model)
+    if not asked then return errors.exit(status, message) end
+    if asked.model ~= "" then ngx_var.gw_model = asked.model end
+  end
   if SCOPE_RANK[record.scope] < SCOPE_RANK[class] then
     return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')")
+  end
+  -- Cloud models and server-side web tools act with the Ollama server's ollama.com identity.
+  if asked and asked.cloud and not record.cloud then
+    return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features")
   end
 
   local retry_after = ratelimit.take(record.rate_key or ((record.hash and "user:" or "key:") .. record.name), record.rate or config.rate)
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
-
-  -- $gw_model is "" already (gateway-common.conf): a GET costs no variable write.
-  local model = model_of_request(method)
-  if model ~= "" then ngx_var.gw_model = model end
 end
 
 -- For unit tests of the pure parts.

@@ -48,9 +48,12 @@ local function file_signature(path)
 end
 
 local function parse_attributes(scope, slot, not_after, rate)
+  -- `inference+cloud`: the credential may use Ollama's cloud features.
+  local cloud = scope:sub(-6) == "+cloud"
+  if cloud then scope = scope:sub(1, -7) end
   if not SCOPES[scope] then return nil, "unknown scope " .. scope end
   if not SLOTS[slot] then return nil, "unknown slot " .. slot end
-  local record = { scope = scope, slot = slot }
+  local record = { scope = scope, slot = slot, cloud = cloud }
   if not_after ~= "-" then
     record.not_after = tonumber(not_after)
     if not record.not_after then return nil, "bad notAfter" end
