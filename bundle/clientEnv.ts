@@ -5,6 +5,8 @@
  * client tests run are the lines users get. Which client reads which variable: docs/clients.md.
  */
 
+import type { GatewaySpec } from "./spec";
+
 /** The file the lines write the CA to, in the directory they are evaluated in. */
 export const CA_FILE = "ca.pem";
 
@@ -54,4 +56,14 @@ export function clientEnvScript(options: ClientEnvOptions): string {
   }
   for (const variable of clientEnvVariables(options)) lines.push(`export ${variable.name}=${variable.value}`);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Where clients reach a host bundle, from its spec: HTTPS when it has TLS, at `serverName`, or
+ * the listen address when that is `_` (a wildcard address as loopback).
+ */
+export function specEndpoint(spec: Pick<GatewaySpec, "tls" | "serverName" | "listen">): string {
+  const address = spec.listen.address === "0.0.0.0" ? "127.0.0.1" : spec.listen.address === "::" ? "::1" : spec.listen.address;
+  const host = spec.serverName !== "_" ? spec.serverName : address.includes(":") ? `[${address}]` : address;
+  return spec.tls && spec.listen.https !== undefined ? `https://${host}:${spec.listen.https}` : `http://${host}:${spec.listen.http}`;
 }

@@ -5,8 +5,8 @@
  * streams a chat, generates, embeds and lists models where it can; a wrong key and a scope
  * refusal must put the gateway's own message in the client's error object.
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { clientEnvScript, shellQuote } from "../bundle/clientEnv";
 import { makeCertificates } from "./support/certs";
 import { FAKE_MODEL, type FakeOllama, fakeCompletion, startFakeOllama } from "./support/fake-ollama";
 import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { ROOT } from "./support/pulumi-mocks";
 
 const KEYS = {
   inference: "clients-infer-key-000000000000000000",
@@ -119,6 +120,38 @@ describe.runIf(nginxTestsEnabled)("client libraries through the real nginx over 
     const refused = await runClient(KEYS.read, `python3 ${shellQuote(path.join(CLIENTS, "stdlib.py"))} refuse`);
     expect(refused.openai).toEqual({ status: 403, message: SCOPE_MESSAGE, type: "invalid_request_error", code: "insufficient_scope" });
     expect(refused.anthropic).toMatchObject({ status: 403, type: "permission_error" });
+  });
+
+  it("`render --client-env <key>` prints the same lines for a host bundle's spec; a client runs on them alone", async () => {
+    const specFile = path.join(dir, "spec.json");
+    const caFile = path.join(dir, "private-ca.pem");
+    writeFileSync(caFile, caPem);
+    const spec = { ...gateway.spec, apiKeys: [{ name: "app", key: KEYS.inference, scope: "inference" }, { name: "hashed", keySha256: "a".repeat(64), scope: "read" }] };
+    writeFileSync(specFile, JSON.stringify(spec), { mode: 0o600 });
+    const render = (...args: string[]) => spawnSync("npx", ["tsx", path.join(ROOT, "scripts/render.ts"), "--config", specFile, ...args], { encoding: "utf8", timeout: 60_000 });
+
+    const printed = render("--client-env", "app", "--ca", caFile);
+    expect(printed.status, printed.stderr).toBe(0);
+    expect(printed.stderr).toBe("");
+    expect(printed.stdout).toBe(clientEnvScript({ endpoint: gateway.httpsUrl!, apiKey: KEYS.inference, caPem }));
+    const script = `${printed.stdout}exec python3 ${shellQuote(path.join(CLIENTS, "stdlib.py"))} use\n`;
+    const result = await new Promise<string>((resolve, reject) =>
+      execFile("bash", ["-c", script], { cwd: dir, env: { PATH: process.env.PATH! }, timeout: 30_000 }, (error, out, err) => (error ? reject(new Error(`${error.message}\n${err}`)) : resolve(out))),
+    );
+    expect(JSON.parse(result).chat).toBe(answer);
+
+    // A key the spec holds only as a digest: no key lines, and stderr says so.
+    const hashed = render("--client-env", "hashed", "--ca", "none");
+    expect(hashed.status).toBe(0);
+    expect(hashed.stdout).not.toMatch(/API_KEY|ca\.pem/);
+    expect(hashed.stderr).toMatch(/only the SHA-256 of key "hashed"; set OLLAMA_API_KEY and OPENAI_API_KEY yourself/);
+    // Every problem at once, nothing printed on stdout.
+    const bad = render("--client-env", "nobody", "--endpoint", "https://h:1/v1", "--ca", path.join(dir, "missing.pem"));
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe("");
+    expect(bad.stderr).toMatch(/"nobody", which is not in the spec's apiKeys; use one of: app, hashed/);
+    expect(bad.stderr).toMatch(/`--endpoint` is "https:\/\/h:1\/v1"; use a base URL/);
+    expect(bad.stderr).toMatch(/`--ca` .*missing\.pem: ENOENT/);
   });
 
   it("the lines wrote the CA next to the variables that name it", () => {
