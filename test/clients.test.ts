@@ -21,6 +21,7 @@ const KEYS = {
   read: "clients-read-key-0000000000000000000",
   wrong: "clients-wrong-key-000000000000000000",
 };
+const PASSWORD = "clients-password-1";
 const CLIENTS = path.join(__dirname, "clients");
 const WRONG_KEY_MESSAGE = "invalid API key";
 const SCOPE_MESSAGE = "the credential's scope 'read' does not allow this route (needs 'inference')";
@@ -32,8 +33,8 @@ describe.runIf(nginxTestsEnabled)("client libraries through the real nginx over 
   let dir: string;
 
   /** Runs `command` after the `clientEnv` lines for `key`, in a directory of its own, with nothing else set but PATH. */
-  function runClient(key: string, command: string): Promise<any> {
-    const script = `${clientEnvScript({ endpoint: gateway.httpsUrl!, apiKey: key, caPem })}exec ${command}\n`;
+  function runClient(key: string, command: string, endpoint = gateway.httpsUrl!): Promise<any> {
+    const script = `${clientEnvScript({ endpoint, apiKey: key, caPem })}exec ${command}\n`;
     return new Promise((resolve, reject) =>
       execFile("bash", ["-c", script], { cwd: dir, env: { PATH: process.env.PATH! }, timeout: 60_000 }, (error, stdout, stderr) => {
         if (error) return reject(new Error(`${command}: ${error.message}\n${stderr}`));
@@ -59,6 +60,7 @@ describe.runIf(nginxTestsEnabled)("client libraries through the real nginx over 
           { name: "app", key: KEYS.inference, scope: "inference" },
           { name: "viewer", key: KEYS.read, scope: "read" },
         ],
+        basicUsers: [{ name: "alice", password: PASSWORD, scope: "inference" }],
         tls: { certPem: certs.certPem, keyPem: certs.keyPem },
         rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
       },
@@ -120,6 +122,21 @@ describe.runIf(nginxTestsEnabled)("client libraries through the real nginx over 
     const refused = await runClient(KEYS.read, `python3 ${shellQuote(path.join(CLIENTS, "stdlib.py"))} refuse`);
     expect(refused.openai).toEqual({ status: 403, message: SCOPE_MESSAGE, type: "invalid_request_error", code: "insufficient_scope" });
     expect(refused.anthropic).toMatchObject({ status: 403, type: "permission_error" });
+  });
+
+  it("credentials in the URL: curl sends them as Basic; Node's fetch-based clients refuse the URL; urllib does not parse it", async () => {
+    const withUser = gateway.httpsUrl!.replace("https://", `https://alice:${PASSWORD}@`);
+    const curl = await runClient(KEYS.wrong, `curl -sS --cacert ca.pem ${shellQuote(`${withUser}/api/tags`)}`);
+    expect(curl.models.map((m: { name: string }) => m.name)).toContain(FAKE_MODEL);
+    for (const client of cases) {
+      // The key is wrong: only the URL's user could authenticate, and no client gets that far.
+      const error = await runClient(KEYS.wrong, node(client.script, "refuse"), withUser);
+      expect(JSON.stringify(error), client.name).toMatch(/Request cannot be constructed from a URL that includes credentials/);
+    }
+    const python = `python3 -c ${shellQuote(
+      "import json, os, urllib.request\ntry:\n  urllib.request.urlopen(os.environ['OLLAMA_HOST'] + '/api/tags')\nexcept Exception as e:\n  print(json.dumps({'error': type(e).__name__}))",
+    )}`;
+    expect(await runClient(KEYS.wrong, python, withUser)).toEqual({ error: "URLError" });
   });
 
   it("`render --client-env <key>` prints the same lines for a host bundle's spec; a client runs on them alone", async () => {
