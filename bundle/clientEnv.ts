@@ -30,14 +30,14 @@ export function clientEnvVariables(options: ClientEnvOptions): { name: string; v
   const key = options.apiKey;
   const ca = `"$PWD/${CA_FILE}"`;
   return [
-    { name: "OLLAMA_HOST", value: shellQuote(endpoint), readBy: "Python ollama; Node ollama via `host`" },
-    ...(key !== undefined ? [{ name: "OLLAMA_API_KEY", value: shellQuote(key), readBy: "Python ollama (sent as Bearer)" }] : []),
-    { name: "OPENAI_BASE_URL", value: shellQuote(`${endpoint}/v1`), readBy: "openai (Node, Python)" },
-    ...(key !== undefined ? [{ name: "OPENAI_API_KEY", value: shellQuote(key), readBy: "openai (Node, Python)" }] : []),
+    { name: "OLLAMA_HOST", value: shellQuote(endpoint), readBy: "Python `ollama`; Node `ollama` and `@langchain/ollama` through their `host`/`baseUrl` option" },
+    ...(key !== undefined ? [{ name: "OLLAMA_API_KEY", value: shellQuote(key), readBy: "Python `ollama` (sent as Bearer); Node clients through their `headers` option" }] : []),
+    { name: "OPENAI_BASE_URL", value: shellQuote(`${endpoint}/v1`), readBy: "`openai` (Node, Python)" },
+    ...(key !== undefined ? [{ name: "OPENAI_API_KEY", value: shellQuote(key), readBy: "`openai` (Node, Python)" }] : []),
     ...(options.caPem !== undefined
       ? [
-          { name: "NODE_EXTRA_CA_CERTS", value: ca, readBy: "Node.js (added to its CAs)" },
-          { name: "SSL_CERT_FILE", value: ca, readBy: "Python ssl, httpx, curl (replaces the default CAs)" },
+          { name: "NODE_EXTRA_CA_CERTS", value: ca, readBy: "Node.js (added to its default CAs)" },
+          { name: "SSL_CERT_FILE", value: ca, readBy: "Python: ssl's default context and httpx, so `ollama` and `openai` (replaces the default CAs)" },
         ]
       : []),
   ];
