@@ -81,6 +81,7 @@ describe.runIf(nginxTestsEnabled)("client libraries through the real nginx over 
     // ollama-ai-provider-v2 parses only OpenAI's envelope, on Ollama's /api routes: its message
     // is the status text, and the gateway's message is in responseBody (as with Ollama itself).
     { name: "ai + ollama-ai-provider-v2", script: "ai-sdk.mjs", lists: false, message: (e) => (e.lastError ?? e).responseBody },
+    { name: "ai + @ai-sdk/openai-compatible", script: "ai-sdk-openai.mjs", lists: false, message: (e) => (e.lastError ?? e).message },
   ];
 
   for (const client of cases) {
