@@ -81,6 +81,28 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   denyCidrs: { type: "array", description: "Client addresses always refused (403), checked before allowCidrs; may not cover 127.0.0.1." },
   trustedProxyCidrs: { type: "array", description: "Load balancers or reverse proxies in front of the gateway (CIDR blocks or addresses, never /0); only their clientAddressHeader is believed, for allowCidrs, denyCidrs, failed-login limits and logs." },
   clientAddressHeader: { type: "string", description: "Header in which trustedProxyCidrs name the client (X-Forwarded-For, X-Real-IP...); ignored on requests from other addresses." },
+  target: { type: "string", description: "Where the gateway runs: docker (one Docker host) or kubernetes (the cluster of the current kubeconfig context; every k8s* key, ollamaReplicas... and a pushed proxyImage)." },
+  k8sNamespace: { type: "string", description: "Kubernetes: the namespace everything goes in." },
+  k8sCreateNamespace: { type: "boolean", description: "Kubernetes: create k8sNamespace (false: it must exist)." },
+  ollamaReplicas: { type: "integer", description: "Kubernetes: Ollama pods (a StatefulSet), each with its own model volume and every configured model." },
+  ollamaGpus: { type: "integer", description: "Kubernetes: nvidia.com/gpu per Ollama pod (needs the NVIDIA device plugin); 0 = none." },
+  ollamaStorageSize: { type: "string", description: "Kubernetes: size of each Ollama pod's model volume (a quantity such as 50Gi)." },
+  ollamaStorageClass: { type: "string", unset: "", description: "Kubernetes: StorageClass of the model volumes; \"\" = the cluster's default class." },
+  proxyReplicas: { type: "integer", description: "Kubernetes: proxy pods (a Deployment). Each enforces rateLimit divided by this, so a caller's limit holds across them." },
+  k8sServiceType: { type: "string", description: "Kubernetes: type of the proxy's Service: ClusterIP, NodePort or LoadBalancer." },
+  k8sIngressHost: { type: "string", unset: "", description: "Kubernetes: host of an Ingress to the proxy (needs tlsMode none: TLS ends at the Ingress); \"\" = no Ingress." },
+  k8sIngressClass: { type: "string", unset: "", description: "Kubernetes: ingressClassName of the Ingress; \"\" = the cluster's default class." },
+  k8sIngressTlsSecret: { type: "string", unset: "", description: "Kubernetes: a TLS Secret in k8sNamespace for k8sIngressHost (managed outside this stack, e.g. by cert-manager); \"\" = plain HTTP at the Ingress." },
+};
+
+export const TARGETS = ["docker", "kubernetes"] as const;
+export type Target = (typeof TARGETS)[number];
+/** Keys that only mean something on Kubernetes, and keys of the Docker form that mean nothing there. */
+const KUBERNETES_KEYS = ["k8sNamespace", "k8sCreateNamespace", "ollamaReplicas", "ollamaGpus", "ollamaStorageSize", "ollamaStorageClass", "proxyReplicas", "k8sServiceType", "k8sIngressHost", "k8sIngressClass", "k8sIngressTlsSecret"];
+const DOCKER_ONLY_KEYS: Record<string, string> = {
+  bindAddress: "the Service (`k8sServiceType`) and the Ingress decide who reaches the proxy",
+  gpu: "use `ollamaGpus` (GPUs per Ollama pod)",
+  internalNetwork: "the NetworkPolicy admits only the proxy pods to Ollama; egress is the cluster's to restrict",
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
@@ -124,6 +146,14 @@ export const CONFIG_DEFAULTS = {
   denyCidrs: [] as string[],
   trustedProxyCidrs: [] as string[],
   clientAddressHeader: "X-Forwarded-For",
+  target: "docker" as Target,
+  k8sNamespace: "ollama-gateway",
+  k8sCreateNamespace: true,
+  ollamaReplicas: 1,
+  ollamaGpus: 0,
+  ollamaStorageSize: "50Gi",
+  proxyReplicas: 2,
+  k8sServiceType: "ClusterIP",
 };
 
 export interface CredentialConfig {
@@ -197,6 +227,21 @@ export interface StackSettings {
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
   network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+  target: Target;
+  /** Undefined unless `target` is `kubernetes`. */
+  kubernetes?: KubernetesSettings;
+}
+
+export interface KubernetesSettings {
+  namespace: string;
+  createNamespace: boolean;
+  ollamaReplicas: number;
+  ollamaGpus: number;
+  ollamaStorageSize: string;
+  ollamaStorageClass?: string;
+  proxyReplicas: number;
+  serviceType: "ClusterIP" | "NodePort" | "LoadBalancer";
+  ingress?: { host: string; className?: string; tlsSecret?: string };
 }
 
 export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
@@ -210,6 +255,11 @@ const secretShown = (value: string) => `a secret of ${value.length} characters (
 const withPeriod = (message: string) => (/[.!?]$/.test(message) ? message : `${message}.`);
 
 const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** Kubernetes object names: a DNS-1123 label (namespaces) or subdomain (most others). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Kubernetes resource quantity for storage. */
+const QUANTITY = /^[1-9][0-9]*(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 const MODEL = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}(:[A-Za-z0-9._-]{1,128})?$/;
 const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
 /** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
@@ -245,6 +295,18 @@ const plainSchema = z.object({
   ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
   ollamaNumParallel: positiveCount.optional(),
   ollamaMaxLoadedModels: positiveCount.optional(),
+  target: z.enum(TARGETS, { error: "use `docker` or `kubernetes`" }),
+  k8sNamespace: z.string().regex(DNS_LABEL, { error: "use a Kubernetes namespace name: lowercase letters, digits and `-`, at most 63, such as `ollama-gateway`" }),
+  k8sCreateNamespace: z.boolean(),
+  ollamaReplicas: positiveCount,
+  ollamaGpus: z.number().int().min(0, { error: "use a whole number from 0 to 16" }).max(16, { error: "use a whole number from 0 to 16" }),
+  ollamaStorageSize: z.string().regex(QUANTITY, { error: "use a Kubernetes quantity such as `50Gi` or `500G`" }),
+  ollamaStorageClass: z.string().regex(DNS_SUBDOMAIN, { error: "use a StorageClass name such as `fast-ssd` (lowercase letters, digits, `-`, `.`)" }).optional(),
+  proxyReplicas: positiveCount,
+  k8sServiceType: z.enum(["ClusterIP", "NodePort", "LoadBalancer"], { error: "use `ClusterIP`, `NodePort` or `LoadBalancer`" }),
+  k8sIngressHost: z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com`" }).optional(),
+  k8sIngressClass: z.string().regex(DNS_SUBDOMAIN, { error: "use an IngressClass name such as `nginx` (lowercase letters, digits, `-`, `.`)" }).optional(),
+  k8sIngressTlsSecret: z.string().regex(DNS_SUBDOMAIN, { error: "use a Secret name such as `ollama-tls` (lowercase letters, digits, `-`, `.`)" }).optional(),
 });
 
 /** `jwt`/`externalAuth`/`network` fields of the gateway spec -> the config key that sets them. */
@@ -597,6 +659,18 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ollamaKeepAlive: get("ollamaKeepAlive"),
       ollamaNumParallel: coerced.ollamaNumParallel,
       ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
+      target: get("target"),
+      k8sNamespace: get("k8sNamespace"),
+      k8sCreateNamespace: get("k8sCreateNamespace"),
+      ollamaReplicas: get("ollamaReplicas"),
+      ollamaGpus: get("ollamaGpus"),
+      ollamaStorageSize: get("ollamaStorageSize"),
+      ollamaStorageClass: coerced.ollamaStorageClass,
+      proxyReplicas: get("proxyReplicas"),
+      k8sServiceType: get("k8sServiceType"),
+      k8sIngressHost: coerced.k8sIngressHost,
+      k8sIngressClass: coerced.k8sIngressClass,
+      k8sIngressTlsSecret: coerced.k8sIngressTlsSecret,
     },
     { reportInput: true },
   );
@@ -759,6 +833,27 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   if (tlsMode !== "none" && get("httpPort") === get("httpsPort"))
     errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
 
+  const kubernetes = get("target") === "kubernetes";
+  // An unknown target was reported above; its keys are judged once it is known.
+  if (get("target") === "docker") {
+    for (const name of KUBERNETES_KEYS.filter(isSet))
+      errors.push(`${key(name)} is set but \`target\` is ${show(get("target"))}; set \`target\` to \`kubernetes\` or remove ${key(name)}.`);
+  } else if (kubernetes) {
+    for (const [name, why] of Object.entries(DOCKER_ONLY_KEYS))
+      if (isSet(name)) errors.push(`${key(name)} is ${show(coerced[name])} but means nothing with \`target\` \`kubernetes\` (${why}); remove it.`);
+    if (get("proxyImage") === "")
+      errors.push(
+        `${key("proxyImage")} is missing; a cluster cannot build the proxy image: build image/proxy/Dockerfile (\`npm run image:proxy\`), push it to a registry the cluster pulls from, and set \`proxyImage\` to it pinned (tag or digest) when \`target\` is \`kubernetes\`.`,
+      );
+    if (coerced.k8sIngressHost !== undefined && tlsMode !== "none")
+      errors.push(
+        `${key("k8sIngressHost")} is ${show(coerced.k8sIngressHost)} but \`tlsMode\` is ${show(tlsMode)}; the Ingress reaches the proxy over plain HTTP and ends TLS itself: set \`tlsMode\` to \`none\` (and \`k8sIngressTlsSecret\`), or remove ${key("k8sIngressHost")}.`,
+      );
+    for (const name of ["k8sIngressClass", "k8sIngressTlsSecret"])
+      if (coerced[name] !== undefined && coerced.k8sIngressHost === undefined)
+        errors.push(`${key(name)} is ${show(coerced[name])} but \`k8sIngressHost\` is empty, so there is no Ingress; set \`k8sIngressHost\` or remove ${key(name)}.`);
+  }
+
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
     errors.push(
@@ -809,6 +904,30 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
+      target: get("target"),
+      ...(kubernetes
+        ? {
+            kubernetes: {
+              namespace: get("k8sNamespace"),
+              createNamespace: get("k8sCreateNamespace"),
+              ollamaReplicas: get("ollamaReplicas"),
+              ollamaGpus: get("ollamaGpus"),
+              ollamaStorageSize: get("ollamaStorageSize"),
+              ...(coerced.ollamaStorageClass !== undefined ? { ollamaStorageClass: coerced.ollamaStorageClass as string } : {}),
+              proxyReplicas: get("proxyReplicas"),
+              serviceType: get("k8sServiceType") as KubernetesSettings["serviceType"],
+              ...(coerced.k8sIngressHost !== undefined
+                ? {
+                    ingress: {
+                      host: coerced.k8sIngressHost as string,
+                      ...(coerced.k8sIngressClass !== undefined ? { className: coerced.k8sIngressClass as string } : {}),
+                      ...(coerced.k8sIngressTlsSecret !== undefined ? { tlsSecret: coerced.k8sIngressTlsSecret as string } : {}),
+                    },
+                  }
+                : {}),
+            },
+          }
+        : {}),
     },
   };
 }
