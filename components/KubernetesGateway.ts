@@ -130,6 +130,8 @@ export function pullModelsScript(): string {
   return [
     "set -eu",
     "ollama serve & server=$!",
+    // Stopped however the script ends, so a failed pull fails the pod start at once.
+    `trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT`,
     "tries=0",
     "until ollama list >/dev/null 2>&1; do",
     '  tries=$((tries + 1)); [ "$tries" -le 120 ] || { echo "ollama serve did not answer within 120 s" >&2; exit 1; }',
@@ -137,7 +139,6 @@ export function pullModelsScript(): string {
     "  sleep 1",
     "done",
     'for model in "$@"; do echo "pulling $model"; ollama pull "$model"; done',
-    'kill "$server"; wait "$server" || true',
   ].join("\n");
 }
 

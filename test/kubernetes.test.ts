@@ -5,14 +5,18 @@
  * parts that make it safe are checked where they meet: security settings, selectors against pod
  * labels, probes, the Secret as a secret, the config checksum.
  */
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Deployment, StatefulSet } from "kubernetes-models/apps/v1";
 import { Ingress, NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1";
 import { ConfigMap, Namespace, Secret, Service } from "kubernetes-models/v1";
 import { beforeAll, describe, expect, it } from "vitest";
 import { configDigest } from "../components/AuthProxy";
-import { CONFIG_CHECKSUM_ANNOTATION, configMapKey, OLLAMA_HOME } from "../components/KubernetesGateway";
+import { CONFIG_CHECKSUM_ANNOTATION, configMapKey, OLLAMA_HOME, pullModelsScript } from "../components/KubernetesGateway";
 import {
   autoName,
   evaluateProgram,
@@ -250,5 +254,60 @@ describe("the Kubernetes target on Pulumi.k8s.yaml", () => {
       "- `ollama-gateway:proxyReplicas` is set but `target` is \"docker\"; set `target` to `kubernetes` or remove `ollama-gateway:proxyReplicas`.",
       "- `ollama-gateway:k8sIngressHost` is set but `target` is \"docker\"; set `target` to `kubernetes` or remove `ollama-gateway:k8sIngressHost`.",
     ]);
+  });
+});
+
+/**
+ * A stand-in for the `ollama` CLI in the image, as far as the init container uses it: `serve`
+ * answers only after a start-up delay, `list` fails until it answers, `pull` needs it and can
+ * fail like a pull of an unknown model does.
+ */
+const STANDIN_OLLAMA = `#!/bin/sh
+state="$STATE"
+case "$1" in
+  serve) trap 'echo stopped >> "$state/log"; exit 0' TERM; sleep 1; touch "$state/up"; while :; do sleep 0.1; done ;;
+  list) [ -e "$state/up" ] ;;
+  pull) [ -e "$state/up" ] || { echo "could not connect to ollama server" >&2; exit 1; }
+        [ "$2" != "missing:model" ] || { echo "pull model manifest: file does not exist" >&2; exit 1; }
+        echo "pulled $2" >> "$state/log" ;;
+  *) exit 2 ;;
+esac
+`;
+
+describe("the Ollama init container's script", () => {
+  const run = (models: string[]) => {
+    const dir = mkdtempSync(path.join(tmpdir(), "pull-models-"));
+    try {
+      writeFileSync(path.join(dir, "ollama"), STANDIN_OLLAMA);
+      chmodSync(path.join(dir, "ollama"), 0o755);
+      const result = spawnSync("/bin/sh", ["-c", pullModelsScript(), "pull-models", ...models], {
+        env: { PATH: `${dir}:/usr/bin:/bin`, STATE: dir },
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      const log = (() => {
+        try {
+          return readFileSync(path.join(dir, "log"), "utf8");
+        } catch {
+          return "";
+        }
+      })();
+      return { status: result.status, stderr: result.stderr, log };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("waits for its own server, pulls every model in order, then stops the server", () => {
+    const result = run(["gemma3:1b", "qwen3:0.6b"]);
+    expect(result.status).toBe(0);
+    expect(result.log).toBe("pulled gemma3:1b\npulled qwen3:0.6b\nstopped\n");
+  });
+
+  it("fails the pod start (non-zero) when a pull fails", () => {
+    const result = run(["gemma3:1b", "missing:model", "qwen3:0.6b"]);
+    expect(result.status).not.toBe(0);
+    expect(result.stderr).toContain("file does not exist");
+    expect(result.log).toBe("pulled gemma3:1b\nstopped\n");
   });
 });
