@@ -108,6 +108,7 @@ describe.runIf(nginxTestsEnabled)("a backend whose address changes (Kubernetes p
     expect(stats.ok).toBeGreaterThan(80);
     // nginx asked the DNS server again, not once at start.
     expect(dns.queries.get(NAME)).toBeGreaterThan(2);
+    console.log(`address change: ${stats.ok} requests, 0 failed; ${servedBefore} served by the old address, ${after.requests.length} by the new; ${dns.queries.get(NAME)} DNS queries`);
   });
 
   it("spreads requests over every address the name has, and /healthz answers through it", async () => {
