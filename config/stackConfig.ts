@@ -9,6 +9,7 @@
 import { z } from "zod";
 import { formatIssues, gatewaySpecSchema, type GatewaySpecInput, type Scope, SCOPES } from "../bundle/spec";
 import { coversProxyLoopback } from "../components/AuthProxy";
+import { SERVICE_TYPES, type ServiceType } from "../components/KubernetesGateway";
 import { pullResourceSuffix } from "../components/OllamaServer";
 import { type OnDemandRotation, parseDuration, type RotationPolicy } from "./rotation";
 
@@ -240,7 +241,7 @@ export interface KubernetesSettings {
   ollamaStorageSize: string;
   ollamaStorageClass?: string;
   proxyReplicas: number;
-  serviceType: "ClusterIP" | "NodePort" | "LoadBalancer";
+  serviceType: ServiceType;
   ingress?: { host: string; className?: string; tlsSecret?: string };
 }
 
@@ -303,7 +304,7 @@ const plainSchema = z.object({
   ollamaStorageSize: z.string().regex(QUANTITY, { error: "use a Kubernetes quantity such as `50Gi` or `500G`" }),
   ollamaStorageClass: z.string().regex(DNS_SUBDOMAIN, { error: "use a StorageClass name such as `fast-ssd` (lowercase letters, digits, `-`, `.`)" }).optional(),
   proxyReplicas: positiveCount,
-  k8sServiceType: z.enum(["ClusterIP", "NodePort", "LoadBalancer"], { error: "use `ClusterIP`, `NodePort` or `LoadBalancer`" }),
+  k8sServiceType: z.enum(SERVICE_TYPES, { error: "use `ClusterIP`, `NodePort` or `LoadBalancer`" }),
   k8sIngressHost: z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com`" }).optional(),
   k8sIngressClass: z.string().regex(DNS_SUBDOMAIN, { error: "use an IngressClass name such as `nginx` (lowercase letters, digits, `-`, `.`)" }).optional(),
   k8sIngressTlsSecret: z.string().regex(DNS_SUBDOMAIN, { error: "use a Secret name such as `ollama-tls` (lowercase letters, digits, `-`, `.`)" }).optional(),
@@ -915,7 +916,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
               ollamaStorageSize: get("ollamaStorageSize"),
               ...(coerced.ollamaStorageClass !== undefined ? { ollamaStorageClass: coerced.ollamaStorageClass as string } : {}),
               proxyReplicas: get("proxyReplicas"),
-              serviceType: get("k8sServiceType") as KubernetesSettings["serviceType"],
+              serviceType: get("k8sServiceType") as ServiceType,
               ...(coerced.k8sIngressHost !== undefined
                 ? {
                     ingress: {
