@@ -10,6 +10,8 @@ function _M.handle()
   if method ~= "GET" and method ~= "HEAD" then
     return require("gateway.errors").exit(405, "use GET /healthz")
   end
+  local pool = require "gateway.pool"
+  if pool.enabled then return pool.health(store.all_ok()) end
   local probe = ngx.location.capture("/_gw/upstream-version")
   local upstream_ok = probe.status == 200
   local credentials_ok = store.all_ok()
