@@ -34,7 +34,8 @@ async function startPool(spec: Record<string, unknown> = {}, layout = LAYOUT): P
   for (const [name, options] of Object.entries(layout)) fakes[name] = await startFakeOllama({ chunks: 3, chunkIntervalMs: 5, ...options });
   const gateway = await startGateway({
     spec: {
-      upstreams: Object.entries(fakes).map(([name, fake]) => ({ name, url: fake.url })),
+      // Backend c by host name: resolved by the proxy, not at render time.
+      upstreams: Object.entries(fakes).map(([name, fake]) => ({ name, url: name === "c" ? `http://localhost:${fake.port}` : fake.url })),
       probeIntervalSeconds: 1,
       apiKeys: [
         { name: "admin", key: KEY, scope: "admin" },
@@ -145,6 +146,17 @@ describe.runIf(nginxTestsEnabled)("a pool of Ollama backends through the real ng
       for (let i = 0; i < 20; i++) expect((await generate(pool.gateway, model)).status).toBe(200);
       expect(backends).toEqual(expect.arrayContaining(served(pool, "/api/generate")));
     }
+  });
+
+  it("routes every route that names a model: /api/show, /v1/models/:model, OpenAI chat", async () => {
+    const show = await request(`${pool.gateway.url}/api/show`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ model: "qwen3:8b" }) });
+    expect(show.status).toBe(200);
+    const model = await request(`${pool.gateway.url}/v1/models/mistral:7b`, { headers: AUTH });
+    expect(model.json()).toMatchObject({ id: "mistral:7b" });
+    const openai = new OpenAI({ baseURL: `${pool.gateway.url}/v1`, apiKey: KEY });
+    const completion = await openai.chat.completions.create({ model: "llama3.2", messages: [{ role: "user", content: "hi" }] });
+    expect(completion.choices[0].message.content).toBe("The sky is");
+    expect([served(pool, "/api/show"), served(pool, "/v1/models/mistral:7b"), served(pool, "/v1/chat/completions")]).toEqual([["b"], ["c"], ["a"]]);
   });
 
   it("learns models from /api/tags and /api/ps only, never by generating", async () => {

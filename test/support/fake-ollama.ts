@@ -5,7 +5,7 @@
 // Reference: ollama/ollama server/routes.go, middleware/openai.go, openai/openai.go.
 //
 // As a script (benchmarks): tsx test/support/fake-ollama.ts --port 11434 [--first-byte-delay-ms N]
-//   [--chunks N] [--chunk-interval-ms N]
+//   [--chunks N] [--chunk-interval-ms N] [--models a,b] [--loaded a]
 
 import http from "node:http";
 import { createHash } from "node:crypto";
@@ -935,8 +935,11 @@ async function main(): Promise<void> {
       "first-byte-delay-ms": { type: "string" },
       chunks: { type: "string" },
       "chunk-interval-ms": { type: "string" },
+      models: { type: "string" },
+      loaded: { type: "string" },
     },
   });
+  const list = (value: string | undefined) => (value === undefined ? undefined : value.split(",").filter(Boolean));
   const number = (value: string | undefined) => {
     if (value === undefined) return undefined;
     if (!/^\d+$/.test(value)) throw new Error(`fake-ollama: expected a non-negative integer, got ${JSON.stringify(value)}`);
@@ -948,6 +951,8 @@ async function main(): Promise<void> {
     firstByteDelayMs: number(values["first-byte-delay-ms"]),
     chunks: number(values.chunks),
     chunkIntervalMs: number(values["chunk-interval-ms"]),
+    models: list(values.models),
+    loaded: list(values.loaded),
   });
   console.log(`listening ${fake.url}`);
   const stop = () => void fake.close().then(() => process.exit(0));

@@ -62,8 +62,7 @@ function _M.raw_elements(text, field)
   return out
 end
 
-local function fetch(b, path)
-  local addr = ngx.shared.gw_pool:get("addr:" .. b.name) or b.host
+local function fetch(b, addr, path)
   local status, body = http.get(b, addr, path, 5000)
   if status ~= 200 then return nil end
   return body
@@ -71,10 +70,10 @@ end
 
 function _M.answer(path)
   local route = ROUTES[path]
-  local threads, names = {}, {}
+  local threads, names, facts = {}, {}, pool.current_facts()
   for _, b in ipairs(pool.backends) do
-    if ngx.shared.gw_pool:get("up:" .. b.name) ~= "down" then
-      threads[#threads + 1] = ngx.thread.spawn(fetch, b, path)
+    if facts.up[b.name] ~= "down" then
+      threads[#threads + 1] = ngx.thread.spawn(fetch, b, facts.addr[b.name], path)
       names[#names + 1] = b.name
     end
   end

@@ -21,9 +21,9 @@ function _M.balance()
     balancer.set_more_tries(#ctx.order - 1)
   end
   local name = ctx.order[ctx.try]
-  local b = pool.by_name[name]
+  local port = pool.by_name[name].port
   ngx.var.gw_backend = name
-  local ok, err = balancer.set_current_peer(ngx.shared.gw_pool:get("addr:" .. name) or b.host, b.port)
+  local ok, err = balancer.set_current_peer(pool.current_facts().addr[name], port)
   if not ok then
     ngx.log(ngx.ERR, "ollama-gateway: backend ", name, ": ", err)
     return ngx.exit(502)

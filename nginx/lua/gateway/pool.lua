@@ -9,6 +9,7 @@
 --   loaded:<name>  the same from GET /api/ps
 --   busy:<name>    requests in progress through this gateway
 --   addr:<name>    the address its host name resolved to
+--   version        bumped on every change of the above (workers cache them until it moves)
 --   caller:<key>   the backend a caller last used (affinity "caller")
 -- One worker at a time probes (a lock in the dict), every `probeIntervalSeconds`: GET
 -- /api/version, then /api/tags and /api/ps. Nothing is ever generated to learn a fact.
@@ -63,16 +64,53 @@ local function model_list(body, field)
   return "\n" .. concat(keys, "\n") .. "\n"
 end
 
+-- Every change to what routing reads bumps "version", so each worker re-reads the facts only
+-- when they changed, not on every request.
+local function changed() dict:incr("version", 1, 0) end
+
 local function mark_down(b, why)
-  dict:set("up:" .. b.name, "down")
   dict:set("err:" .. b.name, why)
+  if dict:get("up:" .. b.name) ~= "down" then
+    dict:set("up:" .. b.name, "down")
+    changed()
+  end
 end
+
+local function key_set(list)
+  local set = {}
+  for key in string.gmatch(list or "", "[^\n]+") do set[key] = true end
+  return set
+end
+
+-- This worker's copy of the routing facts: { up = {name = state}, models = {name = set|nil},
+-- loaded = {name = set}, addr = {name = address} }.
+local facts = { version = -1 }
+local function current_facts()
+  local version = dict:get("version") or 0
+  if version ~= facts.version then
+    local up, models, loaded, addr = {}, {}, {}, {}
+    for _, b in ipairs(backends) do
+      local name = b.name
+      up[name] = dict:get("up:" .. name)
+      local list = dict:get("models:" .. name)
+      models[name] = list and key_set(list)
+      loaded[name] = key_set(dict:get("loaded:" .. name))
+      addr[name] = dict:get("addr:" .. name) or b.host
+    end
+    facts = { version = version, up = up, models = models, loaded = loaded, addr = addr }
+  end
+  return facts
+end
+_M.current_facts = current_facts
 
 -- One backend's probe: version (health), then models on disk and in memory.
 local function probe(b)
   local addr, rerr = http.resolve(b)
   if not addr then return mark_down(b, rerr) end
-  dict:set("addr:" .. b.name, addr)
+  if dict:get("addr:" .. b.name) ~= addr then
+    dict:set("addr:" .. b.name, addr)
+    changed()
+  end
   local timeout = math.min(2000, pool.probe_interval * 1000)
   local status, _, err = http.get(b, addr, "/api/version", timeout)
   if status ~= 200 then return mark_down(b, err or ("GET /api/version answered " .. status)) end
@@ -84,6 +122,7 @@ local function probe(b)
   dict:set("loaded:" .. b.name, ps_status == 200 and model_list(ps, "models") or "\n")
   dict:delete("err:" .. b.name)
   dict:set("up:" .. b.name, "up")
+  changed()
 end
 
 function _M.probe_all(premature)
@@ -120,15 +159,14 @@ function _M.move(from, to)
 end
 
 -- How well a backend suits a model: 1 loaded, 2 on disk, 3 not probed yet; nil: not at all.
-local function tier(b, key)
-  local state = dict:get("up:" .. b.name)
+local function tier(f, name, key)
+  local state = f.up[name]
   if state == "down" then return nil end
-  local models = dict:get("models:" .. b.name)
+  local models = f.models[name]
   if state == nil or models == nil then return 3 end
   if key == nil then return 2 end
-  local needle = "\n" .. key .. "\n"
-  if find(dict:get("loaded:" .. b.name) or "", needle, 1, true) then return 1 end
-  if find(models, needle, 1, true) then return 2 end
+  if f.loaded[name][key] then return 1 end
+  if models[key] then return 2 end
   return nil
 end
 
@@ -136,9 +174,9 @@ end
 --- weight, ties shared by weight; those at maxConcurrent are left out. Returns the list, and
 --- whether some backend had the model but was full.
 function _M.candidates(key, preferred)
-  local list, full = {}, false
+  local list, full, f = {}, false, current_facts()
   for _, b in ipairs(backends) do
-    local t = tier(b, key)
+    local t = tier(f, b.name, key)
     if t then
       local n = busy(b.name)
       if b.max_concurrent and n >= b.max_concurrent then
@@ -158,8 +196,9 @@ function _M.candidates(key, preferred)
 end
 
 local function any_up()
+  local f = current_facts()
   for _, b in ipairs(backends) do
-    if dict:get("up:" .. b.name) ~= "down" then return true end
+    if f.up[b.name] ~= "down" then return true end
   end
   return false
 end
@@ -193,7 +232,8 @@ function _M.route(method, path, model, record, headers)
   local list, full = _M.candidates(key, caller_key and dict:get(caller_key))
   if #list == 0 then
     if full then
-      return errors.exit(503, "server busy, please try again: every backend with " .. (model or "capacity") .. " is at its maxConcurrent")
+      return errors.exit(503, "server busy, please try again: every backend " ..
+        (key and "with model '" .. model .. "' " or "") .. "is at its maxConcurrent")
     end
     if not any_up() then return errors.exit(503, "no Ollama backend is healthy") end
     return errors.exit(404, "model '" .. model .. "' not found")
