@@ -329,6 +329,43 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     expect(generates).toHaveLength(1);
   });
 
+  it("backends that refuse before a probe noticed: a JSON 502 after trying each, and nothing left counted in progress", async () => {
+    pool = await startPool({ probeIntervalSeconds: 30 }, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
+    await pool.fakes.a.close();
+    await pool.fakes.b.close();
+    const response = await generate(pool.gateway, "gemma3:1b");
+    expect(response.status).toBe(502);
+    expect(response.json()).toEqual({ error: "upstream Ollama server is unreachable" });
+    const { status, body } = await health(pool.gateway);
+    expect(status).toBe(503);
+    expect(body.backends.map((b) => [b.state, b.in_flight])).toEqual([["unhealthy", 0], ["unhealthy", 0]]);
+  });
+
+  it("a model whose only backend is down gets 503 with Retry-After, not 404; other models still work", async () => {
+    pool = await startPool({}, { a: { models: ["gemma3:1b"] }, b: { models: ["qwen3:8b"] } });
+    await pool.fakes.a.close();
+    await waitForHealth(pool.gateway, 1, 3000);
+    const response = await generate(pool.gateway, "gemma3:1b");
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("5");
+    expect(response.json()).toEqual({ error: "model 'gemma3:1b' is only on backends that are down (a); retry later" });
+    expect((await generate(pool.gateway, "qwen3:8b")).status).toBe(200);
+    expect((await generate(pool.gateway, "nonexistent")).status).toBe(404);
+  });
+
+  it("streams unbuffered: the first line arrives long before the stream ends", async () => {
+    pool = await startPool({}, { a: { models: ["gemma3:1b"], chunks: 5, chunkIntervalMs: 200 }, b: { models: ["qwen3:8b"] } });
+    const start = performance.now();
+    const response = await fetch(`${pool.gateway.url}/api/generate`, { method: "POST", headers: JSON_HEADERS, body: JSON.stringify({ model: "gemma3:1b", prompt: "hi" }) });
+    const reader = response.body!.getReader();
+    await reader.read();
+    const first = performance.now() - start;
+    while (!(await reader.read()).done);
+    const total = performance.now() - start;
+    expect(total).toBeGreaterThan(700);
+    expect(first).toBeLessThan(total / 2);
+  });
+
   it("/healthz is 503 when no backend is healthy, and a request then gets 503, not a hang", async () => {
     pool = await startPool({}, { a: { models: ["gemma3:1b"] }, b: { models: ["qwen3:8b"] } });
     await pool.fakes.a.close();
@@ -343,7 +380,7 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
   });
 
   it("respects maxConcurrent: a full backend gets no more requests while another has the model", async () => {
-    pool = await startPool({}, { a: { models: ["gemma3:1b"], loaded: ["gemma3:1b"], firstByteDelayMs: 300 }, b: { models: ["gemma3:1b"], firstByteDelayMs: 300 } });
+    pool = await startPool({}, { a: { models: ["gemma3:1b", "qwen3:8b"], loaded: ["gemma3:1b"], firstByteDelayMs: 300 }, b: { models: ["gemma3:1b"], firstByteDelayMs: 300 } });
     await pool.gateway.stop();
     // Same backends, a limit of 1 on the loaded one.
     const gateway = await startGateway({
@@ -361,6 +398,12 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     expect(results.map((r) => r.status)).toEqual(Array(6).fill(200));
     expect(pool.fakes.a.requests.filter((r) => r.path === "/api/generate")).toHaveLength(1);
     expect(pool.fakes.b.requests.filter((r) => r.path === "/api/generate")).toHaveLength(5);
+    // qwen3:8b is only on a: while a is full, a second request for it gets 503 with Retry-After.
+    const [first, second] = await Promise.all([generate(gateway, "qwen3:8b"), new Promise((r) => setTimeout(r, 100)).then(() => generate(gateway, "qwen3:8b"))]);
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(503);
+    expect(second.headers.get("retry-after")).toBe("5");
+    expect(second.json()).toEqual({ error: "server busy, please try again: every backend with model 'qwen3:8b' is at its maxConcurrent" });
   });
 
   it("affinity caller keeps a caller on one backend while it stays suitable", async () => {

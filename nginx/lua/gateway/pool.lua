@@ -152,10 +152,13 @@ end
 
 local function busy(name) return dict:get("busy:" .. name) or 0 end
 
---- Moves this request's in-progress count from one backend to another (nil: none).
+--- Moves this request's in-progress count from one backend to another (nil: none). The name
+--- counted is kept in $gw_pool_busy, which (unlike ngx.ctx) survives the internal redirect to
+--- an error page, so the log phase always gives the count back.
 function _M.move(from, to)
   if from then dict:incr("busy:" .. from, -1, 1) end
   if to then dict:incr("busy:" .. to, 1, 0) end
+  ngx.var.gw_pool_busy = to or ""
 end
 
 -- How well a backend suits a model: 1 loaded, 2 on disk, 3 not probed yet; nil: not at all.
@@ -203,6 +206,16 @@ local function any_up()
   return false
 end
 
+-- The down backends that listed `key` when last seen up, or nil: the model exists, its servers
+-- are away, so the answer is "retry later" rather than "not found".
+local function on_down_backends(key)
+  local f, names = current_facts(), {}
+  for _, b in ipairs(backends) do
+    if f.up[b.name] == "down" and f.models[b.name] and f.models[b.name][key] then names[#names + 1] = b.name end
+  end
+  return names[1] and concat(names, ", ") or nil
+end
+
 -- Sends the request to `order` (names, tried in turn by the balancer).
 local function send_to(order, caller_key)
   ngx.ctx.pool = { order = order, try = 1 }
@@ -236,6 +249,10 @@ function _M.route(method, path, model, record, headers)
         (key and "with model '" .. model .. "' " or "") .. "is at its maxConcurrent")
     end
     if not any_up() then return errors.exit(503, "no Ollama backend is healthy") end
+    local down = key and on_down_backends(key)
+    if down then
+      return errors.exit(503, "model '" .. model .. "' is only on backends that are down (" .. down .. "); retry later")
+    end
     return errors.exit(404, "model '" .. model .. "' not found")
   end
   local order = {}
@@ -243,10 +260,13 @@ function _M.route(method, path, model, record, headers)
   return send_to(order, caller_key)
 end
 
---- Log phase: the request no longer counts against its backend.
+--- Log phase: the request no longer counts against its backend, and a failed last attempt
+--- (the balancer is not called again after it) counts like the others.
 function _M.finish()
-  local ctx = ngx.ctx.pool
-  if ctx then _M.move(ctx.order[ctx.try], nil) end
+  local name = ngx.var.gw_pool_busy
+  if name == nil or name == "" then return end
+  _M.move(name, nil)
+  if string.match(ngx.var.upstream_status or "", "(%d+)%s*$") == "502" then _M.note_failure(name, 502) end
 end
 
 --- /healthz with a pool: each backend's state; 200 while one is up and credentials load.
