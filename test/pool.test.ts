@@ -141,7 +141,10 @@ describe.runIf(nginxTestsEnabled)("a pool of Ollama backends through the real ng
   });
 
   it("sends each request only to backends that have its model", async () => {
-    for (const [model, backends] of [["mistral:7b", ["c"]], ["qwen3:8b", ["b"]], ["llama3.2", ["a"]], ["gemma3:1b", ["a", "b"]]] as const) {
+    for (const [model, backends] of [
+      ["mistral:7b", ["c"]], ["library/Mistral:7B", ["c"]], ["qwen3:8b", ["b"]], ["registry.ollama.ai/library/qwen3:8b", ["b"]],
+      ["llama3.2", ["a"]], ["gemma3:1b", ["a", "b"]],
+    ] as const) {
       clearRequests(pool);
       for (let i = 0; i < 20; i++) expect((await generate(pool.gateway, model)).status).toBe(200);
       expect(backends).toEqual(expect.arrayContaining(served(pool, "/api/generate")));
@@ -194,6 +197,25 @@ describe.runIf(nginxTestsEnabled)("a pool of Ollama backends through the real ng
     expect(version.json()).toEqual({ version: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
     const raw = await request(`${pool.gateway.url}/api/tags`, { headers: AUTH });
     expect(raw.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    // Each entry exactly as a backend wrote it (nested arrays and objects included).
+    const direct = await Promise.all(["a", "b", "c"].map(async (name) => (await request(`${pool.fakes[name].url}/api/tags`)).json() as { models: { name: string }[] }));
+    const firstSeen = new Map<string, unknown>();
+    for (const list of direct) for (const entry of list.models) if (!firstSeen.has(entry.name)) firstSeen.set(entry.name, entry);
+    expect(raw.json()).toEqual({ models: [...firstSeen.values()] });
+  });
+
+  it("answers an empty union as an empty list", async () => {
+    const empty = await startPool({}, { x: { models: [] }, y: { models: [] } });
+    try {
+      const tags = await request(`${empty.gateway.url}/api/tags`, { headers: AUTH });
+      expect(tags.body).toBe('{"models":[]}');
+      const ps = await request(`${empty.gateway.url}/api/ps`, { headers: AUTH });
+      expect(ps.body).toBe('{"models":[]}');
+      const models = await request(`${empty.gateway.url}/v1/models`, { headers: AUTH });
+      expect(models.json()).toEqual({ object: "list", data: [] });
+    } finally {
+      await stopPool(empty);
+    }
   });
 
   it("streams through the pool unbuffered, with the official client", async () => {

@@ -207,9 +207,12 @@ function psEntry(name: string) {
 function heldModels(fake: FakeOllamaServer): string[] {
   return fake.options.models ?? [FAKE_MODEL];
 }
-/** Ollama's model names: case-insensitive, `:latest` when no tag is given. */
+/** Ollama's model names (model.ParseName): case-insensitive, default host and namespace, `:latest` when no tag is given. */
 function sameModel(a: string, b: string): boolean {
-  const norm = (n: string) => (/:[^/]*$/.test(n) ? n : `${n}:latest`).toLowerCase();
+  const norm = (n: string) => {
+    const short = n.toLowerCase().replace(/^registry\.ollama\.ai\//, "").replace(/^library\//, "");
+    return /:[^/]*$/.test(short) ? short : `${short}:latest`;
+  };
   return norm(a) === norm(b);
 }
 const LAYER_DIGESTS = [

@@ -48,7 +48,8 @@ NAMES = concat(NAMES, ", ")
 --- The key a model is known by: Ollama's names are case-insensitive, `registry.ollama.ai/library/`
 --- is implied, and a name without a tag means `:latest`.
 function _M.model_key(name)
-  local key = gsub(gsub(lower(name), "^registry%.ollama%.ai/", ""), "^library/", "")
+  -- (gsub's second result must not reach the outer gsub, where it would cap the replacements.)
+  local key = gsub((gsub(lower(name), "^registry%.ollama%.ai/", "")), "^library/", "")
   if not find(key, ":", (find(key, "/[^/]*$") or 1), true) then key = key .. ":latest" end
   return key
 end
