@@ -9,7 +9,7 @@ import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseSpec } from "../bundle/spec";
 import { type FakeOllama, type FakeOllamaOptions, QUEUE_FULL_ERROR, startFakeOllama } from "./support/fake-ollama";
-import { bearer, request } from "./support/http";
+import { bearer, rawRequest, request } from "./support/http";
 import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const KEY = "pool-admin-key-000000000000000000000";
@@ -262,6 +262,17 @@ describe.runIf(nginxTestsEnabled)("a pool of Ollama backends through the real ng
     expect(unknown.json()).toEqual({ error: "X-Ollama-Backend names no backend of this gateway; use one of: a, b, c" });
   });
 
+  it("X-Ollama-Backend on any route pins it to that backend; two of them are refused", async () => {
+    const tags = await request(`${pool.gateway.url}/api/tags`, { headers: { ...AUTH, "X-Ollama-Backend": "b" } });
+    expect((tags.json() as { models: { name: string }[] }).models.map((m) => m.name)).toEqual(["gemma3:1b", "qwen3:8b"]);
+    const twice = await rawRequest(
+      Number(new URL(pool.gateway.url).port),
+      `GET /api/tags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nX-Ollama-Backend: a\r\nX-Ollama-Backend: b\r\nConnection: close\r\n\r\n`,
+    );
+    expect(twice.status).toBe(400);
+    expect(twice.text).toContain('{"error":"send one X-Ollama-Backend header"}');
+  });
+
   it("keeps the route policy: an inference key cannot pull, even naming a backend", async () => {
     const response = await request(`${pool.gateway.url}/api/pull`, {
       method: "POST",
@@ -336,6 +347,17 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     expect((await health(pool.gateway)).body.backends.map((b) => b.state)).toEqual(["healthy", "healthy"]);
   });
 
+  it("retries a backend that does not answer in time on another one", async () => {
+    // a has the model loaded, so it is tried first.
+    pool = await startPool({ timeouts: { upstreamReadSeconds: 1 }, probeIntervalSeconds: 30 }, { a: { models: ["gemma3:1b"], loaded: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
+    pool.fakes.a.mode = "slow";
+    pool.fakes.a.setOptions({ firstByteDelayMs: 3000 });
+    for (let i = 0; i < 3; i++) expect((await generate(pool.gateway, "gemma3:1b")).status).toBe(200);
+    // The first time-out took a out until its next good probe: the other requests went straight to b.
+    expect(pool.fakes.a.requests.filter((r) => r.path === "/api/generate")).toHaveLength(1);
+    expect((await health(pool.gateway)).body.backends.map((b) => b.state)).toEqual(["unhealthy", "healthy"]);
+  });
+
   it("never retries once the response has started", async () => {
     pool = await startPool({}, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
     pool.fakes.a.mode = "reset-mid-stream";
@@ -358,6 +380,8 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     const response = await generate(pool.gateway, "gemma3:1b");
     expect(response.status).toBe(502);
     expect(response.json()).toEqual({ error: "upstream Ollama server is unreachable" });
+    // The last attempt is counted in the log phase, which runs after the client has its answer.
+    await waitUntil(async () => (await health(pool.gateway)).status === 503, 1000);
     const { status, body } = await health(pool.gateway);
     expect(status).toBe(503);
     expect(body.backends.map((b) => [b.state, b.in_flight])).toEqual([["unhealthy", 0], ["unhealthy", 0]]);
@@ -431,7 +455,13 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
   it("affinity caller keeps a caller on one backend while it stays suitable", async () => {
     pool = await startPool({ affinity: "caller" }, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
     for (let i = 0; i < 20; i++) expect((await generate(pool.gateway, "gemma3:1b")).status).toBe(200);
+    const [kept] = served(pool, "/api/generate");
     expect(served(pool, "/api/generate")).toHaveLength(1);
+    // When that backend goes away the caller moves, without a failed request.
+    await pool.fakes[kept].close();
+    clearRequests(pool);
+    for (let i = 0; i < 5; i++) expect((await generate(pool.gateway, "gemma3:1b")).status).toBe(200);
+    expect(served(pool, "/api/generate")).toEqual([kept === "a" ? "b" : "a"]);
   });
 
   it("without affinity, sequential requests for one model spread over the backends that have it", async () => {

@@ -144,9 +144,9 @@ function _M.start()
   if not ok then ngx.log(ngx.ERR, "ollama-gateway: cannot start the backend probes: ", err) end
 end
 
---- Passive health, from the balancer: a refused or broken connection takes the backend out
---- until the next good probe. nginx reports those as 502, like a 502 answer, so that does too;
---- a 503 (Ollama's queue is full) does not: the backend is busy, not broken.
+--- Passive health, from the balancer: a refused or broken connection (nginx reports it as 502,
+--- like a 502 answer) or a timeout (504) takes the backend out until the next good probe; a 503
+--- (Ollama's queue is full) does not: the backend is busy, not broken.
 function _M.note_failure(name, status)
   if status ~= 503 then mark_down(by_name[name], "request failed (" .. tostring(status) .. ")") end
 end
@@ -267,7 +267,8 @@ function _M.finish()
   local name = ngx.var.gw_pool_busy
   if name == nil or name == "" then return end
   _M.move(name, nil)
-  if string.match(ngx.var.upstream_status or "", "(%d+)%s*$") == "502" then _M.note_failure(name, 502) end
+  local last = string.match(ngx.var.upstream_status or "", "(%d+)%s*$")
+  if last == "502" or last == "504" then _M.note_failure(name, tonumber(last)) end
 end
 
 --- /healthz with a pool: each backend's state; 200 while one is up and credentials load.
