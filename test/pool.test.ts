@@ -7,7 +7,8 @@
 import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { parseSpec } from "../bundle/spec";
+import { renderConfigFiles } from "../bundle/render";
+import { parseSpec, validateSpec } from "../bundle/spec";
 import { type FakeOllama, type FakeOllamaOptions, QUEUE_FULL_ERROR, startFakeOllama } from "./support/fake-ollama";
 import { bearer, rawRequest, request } from "./support/http";
 import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
@@ -118,6 +119,34 @@ describe("spec: upstreams", () => {
       "`upstream` (\"http://127.0.0.1:11434\") is set together with `upstreams`; list that server in `upstreams` and remove `upstream`",
     ]));
     expect(result.errors).toHaveLength(6);
+  });
+});
+
+describe("a pool of one", () => {
+  it("renders as `upstream` does: no balancer, no probes; only the name in the log differs", () => {
+    const single = renderConfigFiles(validateSpec({ upstream: "http://127.0.0.1:11434" }));
+    const listed = renderConfigFiles(validateSpec({ upstreams: [{ name: "gpu0", url: "http://127.0.0.1:11434" }] }));
+    for (const file of Object.keys(single)) {
+      expect(listed[file].replace('default "gpu0";', 'default "ollama";'), file).toBe(single[file]);
+    }
+    expect(single["conf/nginx.conf"]).not.toContain("balancer_by_lua");
+    expect(single["lua/gateway/config.lua"]).not.toContain("pool");
+  });
+});
+
+describe.runIf(nginxTestsEnabled)("one backend: the access log names it", () => {
+  it("logs `ollama` for a request that reached it and nothing for one refused before", async () => {
+    const fake = await startFakeOllama();
+    const gateway = await startGateway({ upstreamUrl: fake.url, spec: { apiKeys: [{ name: "admin", key: KEY, scope: "admin" }] } });
+    try {
+      await request(`${gateway.url}/api/tags`, { headers: AUTH });
+      await request(`${gateway.url}/api/tags`);
+      const log = await gateway.settledAccessLog();
+      expect(log.map((entry) => [entry.status, entry.backend])).toEqual([[200, "ollama"], [401, ""]]);
+    } finally {
+      await gateway.stop();
+      await fake.close();
+    }
   });
 });
 
@@ -375,14 +404,15 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
 
   it("backends that refuse before a probe noticed: a JSON 502 after trying each, and nothing left counted in progress", async () => {
     pool = await startPool({ probeIntervalSeconds: 30 }, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
-    await pool.fakes.a.close();
-    await pool.fakes.b.close();
-    const response = await generate(pool.gateway, "gemma3:1b");
+    const { gateway, fakes } = pool;
+    await fakes.a.close();
+    await fakes.b.close();
+    const response = await generate(gateway, "gemma3:1b");
     expect(response.status).toBe(502);
     expect(response.json()).toEqual({ error: "upstream Ollama server is unreachable" });
     // The last attempt is counted in the log phase, which runs after the client has its answer.
-    await waitUntil(async () => (await health(pool.gateway)).status === 503, 1000);
-    const { status, body } = await health(pool.gateway);
+    await waitUntil(async () => (await health(gateway)).status === 503, 1000);
+    const { status, body } = await health(gateway);
     expect(status).toBe(503);
     expect(body.backends.map((b) => [b.state, b.in_flight])).toEqual([["unhealthy", 0], ["unhealthy", 0]]);
   });
