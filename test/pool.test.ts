@@ -482,6 +482,20 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     expect(second.json()).toEqual({ error: "server busy, please try again: every backend with model 'qwen3:8b' is at its maxConcurrent" });
   });
 
+  it("a model pulled, copied or deleted through the pool is known at once, not at the next probe", async () => {
+    pool = await startPool({ probeIntervalSeconds: 30 }, { a: { models: ["gemma3:1b"] }, b: { models: ["qwen3:8b"] } });
+    const admin = (method: string, path: string, backend: string, body: unknown) =>
+      request(`${pool!.gateway.url}${path}`, { method, headers: { ...JSON_HEADERS, "X-Ollama-Backend": backend }, body: JSON.stringify(body) });
+    expect((await generate(pool.gateway, "phi3:mini")).status).toBe(404);
+    expect((await admin("POST", "/api/pull", "b", { model: "phi3:mini", stream: false })).status).toBe(200);
+    await waitUntil(async () => (await generate(pool!.gateway, "phi3:mini")).status === 200, 2000);
+    expect((await admin("POST", "/api/copy", "a", { source: "gemma3:1b", destination: "mine" })).status).toBe(200);
+    await waitUntil(async () => (await generate(pool!.gateway, "mine")).status === 200, 2000);
+    expect((await admin("DELETE", "/api/delete", "b", { model: "qwen3:8b" })).status).toBe(200);
+    await waitUntil(async () => (await generate(pool!.gateway, "qwen3:8b")).status === 404, 2000);
+    expect(served(pool, "/api/generate").sort()).toEqual(["a", "b"]);
+  });
+
   it("affinity caller keeps a caller on one backend while it stays suitable", async () => {
     pool = await startPool({ affinity: "caller" }, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
     for (let i = 0; i < 20; i++) expect((await generate(pool.gateway, "gemma3:1b")).status).toBe(200);

@@ -203,6 +203,12 @@ function psEntry(name: string) {
   const { modified_at: _, ...entry } = tagEntry(name);
   return { ...entry, expires_at: new Date(Date.now() + 300_000).toISOString(), size_vram: MODEL_SIZE, context_length: 4096 };
 }
+/** A pulled, created or copied model appears in /api/tags (when the server has a `models` list). */
+function holdModel(fake: FakeOllamaServer, name: string): void {
+  const held = fake.options.models;
+  if (held && !held.some((m) => sameModel(m, name))) fake.options.models = [...held, /:[^/]*$/.test(name) ? name : `${name}:latest`];
+}
+
 /** What /api/tags lists. */
 function heldModels(fake: FakeOllamaServer): string[] {
   return fake.options.models ?? [FAKE_MODEL];
@@ -545,11 +551,12 @@ async function legacyEmbeddings(ex: Exchange): Promise<void> {
 }
 
 /** pull/push/create: NDJSON progress ending in {"status":"success"}, or just that with stream:false. */
-function progressHandler(statuses: (fake: FakeOllamaServer) => JsonObject[]): Handler {
+function progressHandler(statuses: (fake: FakeOllamaServer) => JsonObject[], addsModel = false): Handler {
   return async (ex) => {
     const body = ex.readJson();
     if (!body) return;
     if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "invalid model name");
+    if (addsModel) holdModel(ex.fake, stringField(body, "model") || stringField(body, "name"));
     if (!wantsStream(body)) {
       await ex.waitFirstByte();
       return ex.json(200, { status: "success" });
@@ -702,7 +709,7 @@ const HANDLERS: Record<string, Handler> = {
     ...layerProgress("pulling", fake),
     { status: "verifying sha256 digest" },
     { status: "writing manifest" },
-  ]),
+  ], true),
   "POST /api/push": progressHandler((fake) => [
     { status: "retrieving manifest" },
     ...layerProgress("pushing", fake),
@@ -730,7 +737,13 @@ const HANDLERS: Record<string, Handler> = {
     });
   }),
   "DELETE /api/delete": withJsonBody((ex, body) => {
-    if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "invalid model name");
+    const name = stringField(body, "model") || stringField(body, "name");
+    if (name === "") return ex.error(400, "invalid model name");
+    const held = ex.fake.options.models;
+    if (held) {
+      if (!held.some((m) => sameModel(m, name))) return ex.error(404, `model '${name}' not found`);
+      ex.fake.options.models = held.filter((m) => !sameModel(m, name));
+    }
     ex.empty(200);
   }),
   "POST /api/me": (ex) => ex.json(200, { id: "6a1b0f4e-8a3c-4c55-9f6d-2f1e5c7b9d10", email: "user@example.com", name: "user", plan: "free" }),
@@ -740,12 +753,13 @@ const HANDLERS: Record<string, Handler> = {
     { status: "gathering model components" },
     ...LAYER_DIGESTS.map((digest) => ({ status: `using existing layer ${digest}` })),
     { status: "writing manifest" },
-  ]),
+  ], true),
   "POST /api/blobs/:digest": (ex) => ex.empty(201),
   "HEAD /api/blobs/:digest": (ex) => ex.empty(200),
   "POST /api/copy": withJsonBody((ex, body) => {
     if (stringField(body, "source") === "") return ex.error(400, `source "" is invalid`);
     if (stringField(body, "destination") === "") return ex.error(400, `destination "" is invalid`);
+    holdModel(ex.fake, stringField(body, "destination"));
     ex.empty(200);
   }),
   "POST /api/experimental/web_search": withJsonBody((ex) =>

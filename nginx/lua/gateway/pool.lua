@@ -233,8 +233,13 @@ function _M.route(method, path, model, record, headers)
   if pinned and not by_name[pinned] then
     return errors.exit(400, "X-Ollama-Backend names no backend of this gateway; use one of: " .. NAMES)
   end
-  if pinned then return send_to({ pinned }) end
-  if ADMIN_EXACT[path] or sub(path, 1, #ADMIN_PREFIX) == ADMIN_PREFIX then
+  local admin = ADMIN_EXACT[path] or sub(path, 1, #ADMIN_PREFIX) == ADMIN_PREFIX
+  if pinned then
+    -- After a model changed on that disk, look again at once rather than at the next probe.
+    if admin then ngx.ctx.reprobe = true end
+    return send_to({ pinned })
+  end
+  if admin then
     return errors.exit(400, "this route changes one server's models: name it in an X-Ollama-Backend header (one of: " .. NAMES .. ")")
   end
   if method == "GET" or method == "HEAD" then
@@ -267,6 +272,7 @@ function _M.finish()
   local name = ngx.var.gw_pool_busy
   if name == nil or name == "" then return end
   _M.move(name, nil)
+  if ngx.ctx.reprobe and ngx.status < 300 then ngx.timer.at(0, function() probe(by_name[name]) end) end
   local last = string.match(ngx.var.upstream_status or "", "(%d+)%s*$")
   if last == "502" or last == "504" then _M.note_failure(name, tonumber(last)) end
 end
