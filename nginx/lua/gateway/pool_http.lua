@@ -44,7 +44,8 @@ function _M.resolve(b)
       if ip then return ip end
     end
   end
-  return nil, "could not resolve " .. b.host
+  -- /healthz shows this to anyone: the backend's name says which, its host stays private.
+  return nil, "its host name did not resolve"
 end
 
 --- GET `path` from backend `b` at `addr`: status, body; or nil, nil, error. HTTP/1.0, so the
