@@ -364,6 +364,30 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
     expect(fakes.a.requests.some((r) => r.path === "/api/generate")).toBe(true);
   });
 
+  it("a backend unreachable from the start is reported unhealthy; the others serve, and the union leaves it out", async () => {
+    const gone = await startFakeOllama({ models: ["mistral:7b"] });
+    const closedUrl = gone.url;
+    await gone.close();
+    const fake = await startFakeOllama({ models: ["gemma3:1b"] });
+    const gateway = await startGateway({
+      spec: {
+        upstreams: [{ name: "up", url: fake.url }, { name: "gone", url: closedUrl }],
+        apiKeys: [{ name: "admin", key: KEY, scope: "admin" }],
+      },
+    });
+    pool = { gateway, fakes: { up: fake } };
+    await waitUntil(async () => (await health(gateway)).body.backends?.every((b) => b.state !== "unknown"), 5000);
+    const { status, body } = await health(gateway);
+    expect(status).toBe(200);
+    expect(body.backends).toEqual([
+      { name: "up", state: "healthy", models: 1, loaded: 0, in_flight: 0 },
+      { name: "gone", state: "unhealthy", error: "connect: connection refused", models: 0, loaded: 0, in_flight: 0 },
+    ]);
+    expect((await generate(gateway, "gemma3:1b")).status).toBe(200);
+    const tags = await request(`${gateway.url}/api/tags`, { headers: AUTH });
+    expect((tags.json() as { models: { name: string }[] }).models.map((m) => m.name)).toEqual(["gemma3:1b"]);
+  });
+
   it("retries a queue-full 503 on another backend with the model; the last backend's answer passes through", async () => {
     pool = await startPool({}, { a: { models: ["gemma3:1b"] }, b: { models: ["gemma3:1b"] } });
     pool.fakes.a.mode = "queue-full";
