@@ -208,7 +208,7 @@ describe.runIf(nginxTestsEnabled)("a pool of Ollama backends through the real ng
     expect(response.json()).toEqual({ error: "model 'nonexistent:1b' not found" });
     const openai = new OpenAI({ baseURL: `${pool.gateway.url}/v1`, apiKey: KEY, maxRetries: 0 });
     await expect(openai.chat.completions.create({ model: "nonexistent:1b", messages: [{ role: "user", content: "hi" }] }))
-      .rejects.toMatchObject({ status: 404 });
+      .rejects.toMatchObject({ status: 404, code: "model_not_found", message: expect.stringContaining("model 'nonexistent:1b' not found") });
     expect(Object.values(pool.fakes).every((fake) => !fake.requests.some((r) => r.method === "POST"))).toBe(true);
   });
 

@@ -171,7 +171,7 @@ function _M.authenticate(token)
   ngx.var.gw_caller = name
   local scope = _M.map_scope(claims[cfg.scope_claim], cfg.scope_values)
   if not scope then
-    return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')")
+    return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
   return { name = name, scope = scope, rate_key = "jwt:" .. name }
 end

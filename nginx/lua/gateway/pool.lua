@@ -259,7 +259,8 @@ function _M.route(method, path, model, record, headers)
     if down then
       return errors.exit(503, "model '" .. model .. "' is only on backends that are down (" .. down .. "); retry later")
     end
-    return errors.exit(404, "model '" .. model .. "' not found")
+    -- OpenAI answers an unknown model with this code; on /api/* the body is Ollama's own.
+    return errors.exit(404, "model '" .. model .. "' not found", nil, "model_not_found")
   end
   local order = {}
   for i, c in ipairs(list) do order[i] = c.b.name end
