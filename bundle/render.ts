@@ -24,7 +24,7 @@ import {
 } from "./credentials";
 import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
 import { luaString, renderRoutesLua } from "./routes";
-import type { Flavor, GatewaySpec, Scope } from "./spec";
+import { type Flavor, type GatewaySpec, type Scope, specBackends } from "./spec";
 
 export type BundleFiles = Record<string, string>;
 
@@ -101,7 +101,28 @@ function upstreamParts(upstream: string) {
   const scheme = url.protocol.replace(":", "");
   const port = url.port || (scheme === "https" ? "443" : "80");
   const hostPort = `${url.hostname}:${port}`;
-  return { scheme, hostPort };
+  // IPv6 literals keep their brackets in host:port, not as an address to connect to.
+  return { scheme, hostPort, host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port };
+}
+
+/** The `pool` entry of config.lua: rendered only for more than one backend. */
+function poolLua(spec: GatewaySpec): string[] {
+  const backends = specBackends(spec);
+  if (backends.length < 2) return [];
+  return [
+    "  -- The pool of Ollama backends (spec `upstreams`), routed by gateway/pool.lua.",
+    "  pool = {",
+    `    probe_interval = ${spec.probeIntervalSeconds},`,
+    `    affinity_caller = ${spec.affinity === "caller"},`,
+    "    backends = {",
+    ...backends.map((b) => {
+      const parts = upstreamParts(b.url);
+      const max = b.maxConcurrent === undefined ? "" : `, max_concurrent = ${b.maxConcurrent}`;
+      return `      { name = ${luaString(b.name)}, scheme = ${luaString(parts.scheme)}, host = ${luaString(parts.host)}, port = ${parts.port}, host_header = ${luaString(parts.hostPort)}, weight = ${b.weight}${max} },`;
+    }),
+    "    },",
+    "  },",
+  ];
 }
 
 /** `{ ["claim value"] = "scope", ... }` for config.lua. */
@@ -238,6 +259,7 @@ export function renderConfigLua(spec: GatewaySpec): string {
     ...origins,
     "  },",
     ...enterpriseAuthLua(spec),
+    ...poolLua(spec),
     "}",
     "",
   ].join("\n");
@@ -245,7 +267,8 @@ export function renderConfigLua(spec: GatewaySpec): string {
 
 /** Config files: nginx configuration and Lua. They never contain credentials. */
 export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty"): BundleFiles {
-  const upstream = upstreamParts(spec.upstream);
+  const backends = specBackends(spec);
+  const upstream = upstreamParts(backends[0].url);
   const values = {
     moduleLoading: MODULE_LOADING[flavor],
     workerProcesses: String(spec.workerProcesses),
@@ -267,6 +290,11 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     upstreamTarget: spec.upstreamResolver ? "$gw_upstream" : "ollama",
     upstreamScheme: upstream.scheme,
     upstreamHostHeader: upstream.hostPort,
+    pool: backends.length > 1,
+    // One backend at an address fixed when nginx starts (neither a pool nor resolved while running).
+    staticUpstream: backends.length === 1 && spec.upstreamResolver === undefined,
+    // With one backend the access log names it whenever nginx reached it.
+    singleBackendName: backends[0].name,
     tls: spec.tls !== undefined,
     cors: spec.cors.allowedOrigins.length > 0,
     listenAddress: spec.listen.address.includes(":") ? `[${spec.listen.address}]` : spec.listen.address,

@@ -236,12 +236,41 @@ const trustedProxyCidr = cidr.superRefine((value, ctx) => {
     });
 });
 
+/** The Ollama server the proxy reaches when neither `upstream` nor `upstreams` is set. */
+export const DEFAULT_UPSTREAM = "http://127.0.0.1:11434";
+/** The backend name a single `upstream` gets (logs, `/healthz`). */
+export const SINGLE_BACKEND_NAME = "ollama";
+const BACKEND_URL_FIX = "use an http(s) URL with host and optional port and no path, such as http://10.0.0.5:11434";
+
+/** One Ollama server of a pool (spec `upstreams`). */
+const upstreamEntry = z.strictObject({
+  /** Names the backend in `X-Ollama-Backend`, the access log and `/healthz`. */
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, {
+    error: "use 1-64 characters: letters, digits, `.`, `_`, `-`, starting with a letter or digit",
+  }),
+  /** Base URL as the proxy reaches it; an unreachable one is fine (reported unhealthy). */
+  url: z.url({ protocol: /^https?$/, error: BACKEND_URL_FIX }).refine(
+    (u) => {
+      if (!URL.canParse(u)) return true; // reported by z.url already
+      const url = new URL(u);
+      return url.username === "" && url.password === "" && url.hash === "" && url.search === "" && url.pathname === "/"
+        && !/[\s;{}'"$]/.test(u);
+    },
+    { error: BACKEND_URL_FIX },
+  ),
+  /** Share of requests among backends equally suited to a request. Default 1. */
+  weight: z.number().int().min(1, { error: "use a whole number from 1 to 100" }).max(100, { error: "use a whole number from 1 to 100" }).default(1),
+  /** Requests in progress at once on this backend; more wait for another. Default: no limit. */
+  maxConcurrent: z.number().int({ error: "use a whole number of requests, 1 or more" }).min(1, { error: "use a whole number of requests, 1 or more" }).optional(),
+});
+export type UpstreamEntry = z.output<typeof upstreamEntry>;
+
 export const gatewaySpecSchema = z
   .strictObject({
-    /** Base URL of Ollama as the proxy reaches it. Default `http://127.0.0.1:11434`. */
+    /** Base URL of Ollama as the proxy reaches it (a pool of one). Default `http://127.0.0.1:11434`. */
     upstream: z
       .url({ protocol: /^https?$/, error: "use an http(s) URL with host and port, such as http://127.0.0.1:11434" })
-      .default("http://127.0.0.1:11434"),
+      .optional(),
     /**
      * A DNS server that nginx asks for `upstream`'s host while it runs (nginx `resolver`), instead
      * of resolving it once at start: on Kubernetes a restarted Ollama pod comes back with a new
@@ -257,6 +286,12 @@ export const gatewaySpecSchema = z
         validSeconds: seconds(1, 300).default(5),
       })
       .optional(),
+    /** Several Ollama servers (instead of `upstream`): model-aware routing, health checks, failover. */
+    upstreams: z.array(upstreamEntry).min(1, { error: "list at least one backend, or use `upstream`" }).max(64).optional(),
+    /** Pool: how often each backend's /api/version, /api/tags and /api/ps are read. Default 2. */
+    probeIntervalSeconds: seconds(1, 60).default(2),
+    /** Pool: `caller` keeps a caller on the backend it last used while that stays suitable (KV-cache reuse). */
+    affinity: z.enum(["none", "caller"], { error: "use `none` or `caller`" }).default("none"),
     listen: z
       .strictObject({
         /** Bind address. Default `127.0.0.1`; `0.0.0.0` or `::` to serve other hosts. */
@@ -378,6 +413,7 @@ export const gatewaySpecSchema = z
       });
     checkUnique(spec.apiKeys, "apiKeys");
     checkUnique(spec.basicUsers, "basicUsers");
+    if (spec.upstreams) checkUpstreams(spec, ctx);
 
     if (spec.tls && spec.listen.https === undefined)
       ctx.addIssue({
@@ -404,6 +440,34 @@ export const gatewaySpecSchema = z
         message: "is the same port as `listen.http`; use two different ports",
       });
   });
+
+/** Backend names are unique, all share one scheme (nginx proxies a pool with one), and `upstream` is not set too. */
+function checkUpstreams(spec: { upstream?: string; upstreams?: UpstreamEntry[]; upstreamResolver?: unknown }, ctx: z.RefinementCtx) {
+  const upstreams = spec.upstreams ?? [];
+  if (spec.upstream !== undefined)
+    ctx.addIssue({ code: "custom", path: ["upstream"], input: spec.upstream, message: "is set together with `upstreams`; list that server in `upstreams` and remove `upstream`" });
+  // The pool's balancer resolves its backends' names itself, at every probe.
+  if (spec.upstreamResolver !== undefined)
+    ctx.addIssue({ code: "custom", path: ["upstreamResolver"], input: spec.upstreamResolver, message: "is set together with `upstreams`; remove it (a pool resolves its backends' names at every probe) or use one `upstream`" });
+  const names = new Map<string, number>();
+  upstreams.forEach((entry, i) => {
+    const other = names.get(entry.name);
+    if (other !== undefined)
+      ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], input: entry.name, message: `is already used by \`upstreams[${other}]\`; give every backend its own name` });
+    else names.set(entry.name, i);
+  });
+  const scheme = (url: string) => url.slice(0, url.indexOf(":"));
+  upstreams.forEach((entry, i) => {
+    // Malformed URLs were reported on their own.
+    if (i > 0 && URL.canParse(entry.url) && URL.canParse(upstreams[0].url) && scheme(entry.url) !== scheme(upstreams[0].url))
+      ctx.addIssue({ code: "custom", path: ["upstreams", i, "url"], input: entry.url, message: `uses ${scheme(entry.url)} but \`upstreams[0].url\` uses ${scheme(upstreams[0].url)}; use one scheme for every backend` });
+  });
+}
+
+/** The backends a spec names: `upstreams`, or `upstream` (or the default) as a pool of one. */
+export function specBackends(spec: Pick<GatewaySpec, "upstream" | "upstreams">): UpstreamEntry[] {
+  return spec.upstreams ?? [{ name: SINGLE_BACKEND_NAME, url: spec.upstream ?? DEFAULT_UPSTREAM, weight: 1 }];
+}
 
 type JwtSection = z.output<typeof jwtSection>;
 

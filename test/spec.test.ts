@@ -70,6 +70,13 @@ describe("parseSpec", () => {
     for (const address of ["10.96.0.10", "kube-dns.kube-system.svc.cluster.local", "127.0.0.1:5353", "[fd00::a]:53"])
       expect(parseSpec({ upstreamResolver: { address } }).ok, address).toBe(true);
   });
+
+  it("refuses a DNS server for the upstream together with a pool, which resolves its backends itself", () => {
+    const result = parseSpec({ upstreamResolver: { address: "10.96.0.10" }, upstreams: [{ name: "a", url: "http://ollama-a:11434" }, { name: "b", url: "http://ollama-b:11434" }] });
+    expect(result.ok ? [] : result.errors).toEqual([
+      expect.stringMatching(/^`upstreamResolver` is .*; remove it \(a pool resolves its backends' names at every probe\) or use one `upstream`$/),
+    ]);
+  });
 });
 
 describe("renderer", () => {

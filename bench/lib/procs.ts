@@ -47,8 +47,15 @@ function stopper(child: ChildProcess, signal: NodeJS.Signals, cleanup: () => voi
 }
 
 /** The stand-in Ollama as its own process (`tsx test/support/fake-ollama.ts`). */
-export async function startFakeOllamaProcess(options: { chunks: number; chunkIntervalMs: number }): Promise<Running> {
-  const port = await freePort();
+export async function startFakeOllamaProcess(options: {
+  chunks: number;
+  chunkIntervalMs: number;
+  /** Models it holds (`--models`); default: answers for any model. */
+  models?: string[];
+  /** Listen here (to bring a stopped backend back on its address); default a free port. */
+  port?: number;
+}): Promise<Running> {
+  const port = options.port ?? (await freePort());
   const tsx = path.join(ROOT, "node_modules", ".bin", "tsx");
   const child = spawn(
     tsx,
@@ -60,6 +67,7 @@ export async function startFakeOllamaProcess(options: { chunks: number; chunkInt
       String(options.chunks),
       "--chunk-interval-ms",
       String(options.chunkIntervalMs),
+      ...(options.models ? ["--models", options.models.join(",")] : []),
     ],
     { stdio: ["ignore", "pipe", "pipe"], cwd: ROOT },
   );

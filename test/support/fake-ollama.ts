@@ -5,7 +5,7 @@
 // Reference: ollama/ollama server/routes.go, middleware/openai.go, openai/openai.go.
 //
 // As a script (benchmarks): tsx test/support/fake-ollama.ts --port 11434 [--first-byte-delay-ms N]
-//   [--chunks N] [--chunk-interval-ms N]
+//   [--chunks N] [--chunk-interval-ms N] [--models a,b] [--loaded a]
 
 import http from "node:http";
 import { createHash } from "node:crypto";
@@ -22,6 +22,14 @@ export interface FakeOllamaOptions {
   chunkIntervalMs?: number;
   /** Number of content chunks in a stream. */
   chunks?: number;
+  /**
+   * Models this server holds (`/api/tags`, `/v1/models`). Given, a request naming another model
+   * gets Ollama's 404 `model '<name>' not found`; absent, the server lists gemma3:1b and answers
+   * for any model name (as the single-server suites expect).
+   */
+  models?: string[];
+  /** Models loaded in memory (`/api/ps`). Default none. */
+  loaded?: string[];
 }
 
 export interface RecordedRequest {
@@ -63,12 +71,13 @@ export function fakeCompletion(chunks: number): string {
 
 type Resolved<T> = { [K in keyof T]-?: Exclude<T[K], undefined> };
 
-const DEFAULT_OPTIONS: Resolved<FakeOllamaOptions> = {
+const DEFAULT_OPTIONS: Omit<Resolved<FakeOllamaOptions>, "models"> & { models?: string[] } = {
   host: "127.0.0.1",
   port: 0,
   firstByteDelayMs: 0,
   chunkIntervalMs: 10,
   chunks: 5,
+  loaded: [],
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -183,11 +192,35 @@ const MODEL_DETAILS = {
   parameter_size: "999.89M",
   quantization_level: "Q4_K_M",
 };
-const TAGS = {
-  models: [
-    { name: FAKE_MODEL, model: FAKE_MODEL, modified_at: MODEL_MODIFIED_AT, size: 815319791, digest: MODEL_DIGEST, details: MODEL_DETAILS },
-  ],
-};
+const MODEL_SIZE = 815319791;
+/** An /api/tags entry (api.ListModelResponse); other names get their own digest. */
+function tagEntry(name: string) {
+  const digest = name === FAKE_MODEL ? MODEL_DIGEST : createHash("sha256").update(name).digest("hex");
+  return { name, model: name, modified_at: MODEL_MODIFIED_AT, size: MODEL_SIZE, digest, details: MODEL_DETAILS };
+}
+/** An /api/ps entry (api.ProcessModelResponse): loaded for five minutes, all in VRAM. */
+function psEntry(name: string) {
+  const { modified_at: _, ...entry } = tagEntry(name);
+  return { ...entry, expires_at: new Date(Date.now() + 300_000).toISOString(), size_vram: MODEL_SIZE, context_length: 4096 };
+}
+/** A pulled, created or copied model appears in /api/tags (when the server has a `models` list). */
+function holdModel(fake: FakeOllamaServer, name: string): void {
+  const held = fake.options.models;
+  if (held && !held.some((m) => sameModel(m, name))) fake.options.models = [...held, /:[^/]*$/.test(name) ? name : `${name}:latest`];
+}
+
+/** What /api/tags lists. */
+function heldModels(fake: FakeOllamaServer): string[] {
+  return fake.options.models ?? [FAKE_MODEL];
+}
+/** Ollama's model names (model.ParseName): case-insensitive, default host and namespace, `:latest` when no tag is given. */
+function sameModel(a: string, b: string): boolean {
+  const norm = (n: string) => {
+    const short = n.toLowerCase().replace(/^registry\.ollama\.ai\//, "").replace(/^library\//, "");
+    return /:[^/]*$/.test(short) ? short : `${short}:latest`;
+  };
+  return norm(a) === norm(b);
+}
 const LAYER_DIGESTS = [
   "sha256:7cd4618c1faf8b7233c6c906dac1694b6a47684b37b8895d470ac688520b9c01",
   "sha256:e0a42594d802e5d31cdc786deb4823edb8adff66094d49de8fffe976d753e348",
@@ -450,8 +483,14 @@ function inferenceRequest(ex: Exchange, body: JsonObject, kind: "generate" | "ch
 
 /** Answers the missing-model error each real handler gives (they differ); true when answered. */
 function rejectMissingModel(ex: Exchange, model: string, status: 400 | 404): boolean {
-  if (model.trim() !== "") return false;
-  ex.error(status, status === 404 ? `model '${model}' not found` : "model is required");
+  if (model.trim() === "") {
+    ex.error(status, status === 404 ? `model '${model}' not found` : "model is required");
+    return true;
+  }
+  // GenerateHandler, ChatHandler, EmbedHandler...: a model not on disk is a 404 with this text.
+  const held = ex.fake.options.models;
+  if (held === undefined || held.some((name) => sameModel(name, model))) return false;
+  ex.error(404, `model '${model}' not found`);
   return true;
 }
 
@@ -512,11 +551,12 @@ async function legacyEmbeddings(ex: Exchange): Promise<void> {
 }
 
 /** pull/push/create: NDJSON progress ending in {"status":"success"}, or just that with stream:false. */
-function progressHandler(statuses: (fake: FakeOllamaServer) => JsonObject[]): Handler {
+function progressHandler(statuses: (fake: FakeOllamaServer) => JsonObject[], addsModel = false): Handler {
   return async (ex) => {
     const body = ex.readJson();
     if (!body) return;
     if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "invalid model name");
+    if (addsModel) holdModel(ex.fake, stringField(body, "model") || stringField(body, "name"));
     if (!wantsStream(body)) {
       await ex.waitFirstByte();
       return ex.json(200, { status: "success" });
@@ -669,16 +709,17 @@ const HANDLERS: Record<string, Handler> = {
     ...layerProgress("pulling", fake),
     { status: "verifying sha256 digest" },
     { status: "writing manifest" },
-  ]),
+  ], true),
   "POST /api/push": progressHandler((fake) => [
     { status: "retrieving manifest" },
     ...layerProgress("pushing", fake),
     { status: "pushing manifest" },
   ]),
-  "HEAD /api/tags": (ex) => ex.json(200, TAGS),
-  "GET /api/tags": (ex) => ex.json(200, TAGS),
+  "HEAD /api/tags": (ex) => ex.json(200, { models: heldModels(ex.fake).map(tagEntry) }),
+  "GET /api/tags": (ex) => ex.json(200, { models: heldModels(ex.fake).map(tagEntry) }),
   "POST /api/show": withJsonBody((ex, body) => {
     if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "model is required");
+    if (rejectMissingModel(ex, stringField(body, "model") || stringField(body, "name"), 404)) return;
     ex.json(200, {
       license: "Gemma Terms of Use",
       modelfile: `# Modelfile generated by "ollama show"\nFROM ${FAKE_MODEL}\n`,
@@ -696,7 +737,13 @@ const HANDLERS: Record<string, Handler> = {
     });
   }),
   "DELETE /api/delete": withJsonBody((ex, body) => {
-    if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "invalid model name");
+    const name = stringField(body, "model") || stringField(body, "name");
+    if (name === "") return ex.error(400, "invalid model name");
+    const held = ex.fake.options.models;
+    if (held) {
+      if (!held.some((m) => sameModel(m, name))) return ex.error(404, `model '${name}' not found`);
+      ex.fake.options.models = held.filter((m) => !sameModel(m, name));
+    }
     ex.empty(200);
   }),
   "POST /api/me": (ex) => ex.json(200, { id: "6a1b0f4e-8a3c-4c55-9f6d-2f1e5c7b9d10", email: "user@example.com", name: "user", plan: "free" }),
@@ -706,12 +753,13 @@ const HANDLERS: Record<string, Handler> = {
     { status: "gathering model components" },
     ...LAYER_DIGESTS.map((digest) => ({ status: `using existing layer ${digest}` })),
     { status: "writing manifest" },
-  ]),
+  ], true),
   "POST /api/blobs/:digest": (ex) => ex.empty(201),
   "HEAD /api/blobs/:digest": (ex) => ex.empty(200),
   "POST /api/copy": withJsonBody((ex, body) => {
     if (stringField(body, "source") === "") return ex.error(400, `source "" is invalid`);
     if (stringField(body, "destination") === "") return ex.error(400, `destination "" is invalid`);
+    holdModel(ex.fake, stringField(body, "destination"));
     ex.empty(200);
   }),
   "POST /api/experimental/web_search": withJsonBody((ex) =>
@@ -722,7 +770,7 @@ const HANDLERS: Record<string, Handler> = {
   ),
   "GET /api/experimental/model-recommendations": (ex) =>
     ex.json(200, { recommendations: [{ model: FAKE_MODEL, description: "Gemma 3 1B", size: "815MB" }] }),
-  "GET /api/ps": (ex) => ex.json(200, { models: [] }),
+  "GET /api/ps": (ex) => ex.json(200, { models: ex.fake.options.loaded.map(psEntry) }),
   "POST /api/generate": generate,
   "POST /api/chat": chat,
   "POST /api/embed": embed,
@@ -733,10 +781,11 @@ const HANDLERS: Record<string, Handler> = {
   "GET /v1/models": (ex) =>
     ex.compatJson(200, {
       object: "list",
-      data: TAGS.models.map((m) => ({ id: m.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(m.model) })),
+      data: heldModels(ex.fake).map((m) => ({ id: m, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(m) })),
     }),
   "GET /v1/models/:model": (ex) =>
-    ex.compatJson(200, { id: ex.params.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(ex.params.model) }),
+    void (rejectMissingModel(ex, ex.params.model, 404) ||
+    ex.compatJson(200, { id: ex.params.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(ex.params.model) })),
   "POST /v1/responses": openAiResponses,
   "POST /v1/audio/transcriptions": async (ex) => {
     if (await ex.admitInference()) ex.compatJson(200, { text: contentWords(ex.fake).join("") });
@@ -765,7 +814,7 @@ class FakeOllamaServer implements FakeOllama {
   mode: FakeOllamaMode = "normal";
   activeStreams = 0;
   abortedStreams = 0;
-  options: Resolved<FakeOllamaOptions>;
+  options: typeof DEFAULT_OPTIONS;
   private readonly server: http.Server;
 
   constructor(options: FakeOllamaOptions) {
@@ -903,8 +952,11 @@ async function main(): Promise<void> {
       "first-byte-delay-ms": { type: "string" },
       chunks: { type: "string" },
       "chunk-interval-ms": { type: "string" },
+      models: { type: "string" },
+      loaded: { type: "string" },
     },
   });
+  const list = (value: string | undefined) => (value === undefined ? undefined : value.split(",").filter(Boolean));
   const number = (value: string | undefined) => {
     if (value === undefined) return undefined;
     if (!/^\d+$/.test(value)) throw new Error(`fake-ollama: expected a non-negative integer, got ${JSON.stringify(value)}`);
@@ -916,6 +968,8 @@ async function main(): Promise<void> {
     firstByteDelayMs: number(values["first-byte-delay-ms"]),
     chunks: number(values.chunks),
     chunkIntervalMs: number(values["chunk-interval-ms"]),
+    models: list(values.models),
+    loaded: list(values.loaded),
   });
   console.log(`listening ${fake.url}`);
   const stop = () => void fake.close().then(() => process.exit(0));

@@ -88,7 +88,8 @@ export interface RunningGateway {
 export interface StartOptions {
   /** The spec, without `listen` ports and `upstream` (filled in by the harness unless given). */
   spec: GatewaySpecInput;
-  upstreamUrl: string;
+  /** The one Ollama server; unused when the spec lists `upstreams`. */
+  upstreamUrl?: string;
   /** bcrypt cost for passwords given in clear; low by default to keep tests fast. */
   bcryptCost?: number;
   keepDir?: boolean;
@@ -112,7 +113,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   const wantsTls = options.spec.tls !== undefined;
   const httpsPort = wantsTls ? await freePort(host) : undefined;
   const spec = validateSpec({
-    upstream: options.upstreamUrl,
+    // A pool (spec `upstreams`) names its own backends.
+    ...(options.spec.upstreams ? {} : { upstream: options.upstreamUrl }),
     workerProcesses: 2,
     ...options.spec,
     listen: { address: "127.0.0.1", http: httpPort, ...(httpsPort ? { https: httpsPort } : {}), ...options.spec.listen },
@@ -151,7 +153,7 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
     spec,
     pid: child.pid!,
     updateCredentials(next) {
-      const nextSpec = validateSpec({ ...next, upstream: spec.upstream, listen: spec.listen });
+      const nextSpec = validateSpec({ ...next, upstream: spec.upstream, upstreams: spec.upstreams, listen: spec.listen });
       writeBundle(dir, renderCredentialFiles(nextSpec, hashPassword), { workerUser: workerUser(spec) });
     },
     accessLogText: () => read("logs/access.log"),

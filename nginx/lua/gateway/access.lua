@@ -10,6 +10,7 @@ local jwt = require "gateway.jwt"
 local external_auth = require "gateway.external_auth"
 local edge = require "gateway.edge"
 local body = require "gateway.body"
+local pool = require "gateway.pool"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -351,6 +352,8 @@ function _M.handle()
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
+  -- spec `upstreams`: the backend(s) for the request, or an answer from all of them.
+  if pool.enabled then return pool.route(method, raw_path, asked and asked.model, record, headers) end
 end
 
 -- For unit tests of the pure parts.

@@ -1,5 +1,7 @@
 -- GET /healthz, without credentials: 200 when the proxy is up, its credential files are
 -- readable and Ollama answers /api/version; 503 otherwise. The probe has 2-3 s timeouts.
+-- With a pool (spec `upstreams`): each backend's state as the pool's probes last saw it, 200
+-- while at least one is healthy (gateway/pool.lua).
 local store = require "gateway.store"
 
 local _M = {}
@@ -10,6 +12,8 @@ function _M.handle()
   if method ~= "GET" and method ~= "HEAD" then
     return require("gateway.errors").exit(405, "use GET /healthz")
   end
+  local pool = require "gateway.pool"
+  if pool.enabled then return pool.health(store.all_ok()) end
   local probe = ngx.location.capture("/_gw/upstream-version")
   local upstream_ok = probe.status == 200
   local credentials_ok = store.all_ok()
