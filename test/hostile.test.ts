@@ -254,6 +254,9 @@ describe.runIf(nginxTestsEnabled)("hostile input and failures through the real n
         rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
         // The load tests run 100 concurrent streams from one address (default limit 64).
         connectionsPerAddress: 1000,
+        // Thousands of wrong keys and tokens from one address: each must be refused with the
+        // status its case names, not with the per-address limit's 429 (test/abuse-auth.test.ts).
+        failedAuth: { token: 100_000 },
       },
     });
     port = portOf(gateway);
