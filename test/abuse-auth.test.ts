@@ -10,11 +10,11 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseSpec } from "../bundle/spec";
+import { type GatewaySpecInput, parseSpec } from "../bundle/spec";
 import { basicBurst, basicHeader } from "./support/burst";
 import { send } from "./support/http";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 // Test-only values, made up for this file.
 const KEY = "auth-abuse-key-4c9e1a7b3f5d8e2a";
@@ -288,6 +288,7 @@ describe.runIf(nginxTestsEnabled)("external-auth fallback mode does not reveal l
   let fake: FakeOllama;
   let gateway: RunningGateway;
   let service: http.Server;
+  let spec: GatewaySpecInput;
   let asked = 0;
 
   beforeAll(async () => {
@@ -299,14 +300,12 @@ describe.runIf(nginxTestsEnabled)("external-auth fallback mode does not reveal l
       res.end();
     });
     await new Promise<void>((resolve) => service.listen(0, "127.0.0.1", resolve));
-    gateway = await startGateway({
-      upstreamUrl: fake.url,
-      spec: {
-        rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
-        basicUsers: [{ name: "local-user", password: PASSWORD, scope: "read" }],
-        externalAuth: { url: `http://127.0.0.1:${(service.address() as AddressInfo).port}/auth` },
-      },
-    });
+    spec = {
+      rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
+      basicUsers: [{ name: "local-user", password: PASSWORD, scope: "read" }],
+      externalAuth: { url: `http://127.0.0.1:${(service.address() as AddressInfo).port}/auth` },
+    };
+    gateway = await startGateway({ upstreamUrl: fake.url, spec });
   });
   afterAll(async () => {
     await gateway?.stop();
@@ -327,5 +326,14 @@ describe.runIf(nginxTestsEnabled)("external-auth fallback mode does not reveal l
     // Credentials that are not Basic still go to the service.
     expect((await get(gateway.url, { Authorization: "Bearer opaque-token-from-the-idp-1234" })).status).toBe(200);
     expect(asked).toBe(1);
+  });
+
+  it("sends Basic to the service once there are no local Basic users (no names to reveal)", async () => {
+    gateway.updateCredentials({ ...spec, basicUsers: [] });
+    await waitUntil(async () => (await get(gateway.url, basicHeader("ldap-user", "whatever-pass"))).status === 200, 5000);
+    await everyWorkerCaughtUp();
+    const before = asked;
+    expect((await get(gateway.url, basicHeader("local-user", PASSWORD))).status).toBe(200);
+    expect(asked).toBe(before + 1);
   });
 });
