@@ -12,8 +12,8 @@
 -- (a known API key, a JWT when `jwt` is configured, Basic credentials while any local Basic
 -- user exists, and any credential of a kind whose local store is unreadable); everything else
 -- (no credentials, unknown keys, Basic when there are no local users, other schemes, cookies)
--- goes to the service. Mode `exclusive`: every request
--- goes to the service and local credentials are not used.
+-- goes to the service. Mode `exclusive`: every request goes to the service and local
+-- credentials are not used.
 local config = require "gateway.config"
 local store = require "gateway.store"
 local crypto = require "gateway.crypto"
