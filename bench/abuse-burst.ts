@@ -34,7 +34,11 @@ const write = !args.includes("--no-write");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 
+type Run = { at: string; commit: string; load?: number; rounds: BurstResult[] };
+
 async function main(): Promise<void> {
+  // The machine's 1-minute load average when the run started: other work on the cores shows in the times.
+  const loadAtStart = Math.round(os.loadavg()[0] * 10) / 10;
   const fake = await startFakeOllama();
   const gateway = await startGateway({
     upstreamUrl: fake.url,
@@ -74,17 +78,18 @@ async function main(): Promise<void> {
   }
   if (!write) return;
   const jsonPath = path.join(RESULTS, "abuse-burst.json");
-  const all: Record<string, { at: string; commit: string; rounds: BurstResult[] }> = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, "utf8")) : {};
-  all[label] = { at: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? "", rounds };
+  const all: Record<string, Run> = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, "utf8")) : {};
+  all[label] = { at: new Date().toISOString(), commit: process.env.BENCH_COMMIT ?? "", load: loadAtStart, rounds };
   writeFileSync(jsonPath, `${JSON.stringify(all, null, 2)}\n`);
   writeFileSync(path.join(RESULTS, "abuse-burst.md"), markdown(all));
 }
 
-function markdown(all: Record<string, { at: string; commit: string; rounds: BurstResult[] }>): string {
+function markdown(all: Record<string, Run>): string {
   const rows = Object.entries(all).flatMap(([name, run]) =>
     run.rounds.map((r, i) => {
       const cells = [
         `${name}${run.commit ? ` (${run.commit})` : ""}`,
+        run.load === undefined ? "—" : String(run.load),
         String(i + 1),
         String(r.counts["401"]),
         String(r.counts["429"]),
@@ -104,10 +109,11 @@ function markdown(all: Record<string, { at: string; commit: string; rounds: Burs
     "against the rendered bundle in a real nginx: 2 workers, `bcryptThreads` 2, bcrypt cost 10, `connectionsPerAddress`",
     "1,000 (so the burst reaches the password check), three rounds from three addresses. Meanwhile, from another",
     "address: a first Basic login (a user never verified before) and API-key requests one after another.",
-    "Times in milliseconds, measured by the client.",
+    "Times in milliseconds, measured by the client. Load: the machine's 1-minute load average when the run",
+    "started (2 cores; other jobs were running), which shows in the times.",
     "",
-    "| Code | Round | 401 | 429 | 5xx | other | burst | other address: first login | other address: API key median / max |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| Code | Load | Round | 401 | 429 | 5xx | other | burst | other address: first login | other address: API key median / max |",
+    "|---|---|---|---|---|---|---|---|---|---|",
     ...rows,
     "",
     `Machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? "?"}, shared with other work; ${os.platform()} ${os.release()}.`,
