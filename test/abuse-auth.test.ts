@@ -144,6 +144,18 @@ describe.runIf(nginxTestsEnabled)("abuse of authentication, through the real ngi
       expect(result.login.ms).toBeLessThan(3000);
     });
 
+    it("caps bcrypt work per worker too: wrong passwords from 60 addresses at once get 401 or 429, never a 5xx", async () => {
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => send(`${gateway.url}/api/version`, { headers: basicHeader("victim", `wrong-${i}-at-once`), localAddress: `127.0.2.${i + 1}`, timeoutMs: 30_000 })),
+      );
+      const statuses = answers.map((a) => a.status);
+      console.info(`[measure] 60 addresses at once: ${statuses.filter((s) => s === 401).length} × 401, ${statuses.filter((s) => s === 429).length} × 429`);
+      expect(statuses.filter((s) => s !== 401 && s !== 429)).toEqual([]);
+      // 2 workers × 4 × 2 bcrypt threads: at most 16 are verified at once, the rest are told to retry.
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThan(0);
+      expect(answers.filter((a) => a.status === 429).every((a) => a.headers["retry-after"] === "1")).toBe(true);
+    });
+
     it("answers 429 JSON past the limit, to a right password too, and only for that address", async () => {
       const url = gateway.url;
       const from = "127.0.0.3";
