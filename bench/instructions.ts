@@ -29,11 +29,11 @@ import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { renderBundle } from "../bundle/render";
-import { type GatewaySpecInput, validateSpec } from "../bundle/spec";
+import { validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
-import { sha256Hex } from "../bundle/credentials";
 import { BASIC_USERS, basicHeader, type BenchCredentials, makeCredentials, validKey } from "./lib/credentials";
-import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess, writeFile } from "./lib/procs";
+import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess } from "./lib/procs";
+import { oursSpec, writeNaiveConf, writePlainConf } from "./suites/instances";
 
 const { values: args } = parseArgs({
   options: {
@@ -54,10 +54,7 @@ const CONF_DIR = args["conf-dir"] ? path.resolve(args["conf-dir"]) : undefined;
 const KEEP = args.keep ? path.resolve(args.keep) : undefined;
 const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 
-const PLAIN_TEMPLATE = path.join(BENCH_DIR, "conf", "plain.conf.template");
-const NAIVE_LUA = path.join(BENCH_DIR, "conf", "naive-access.lua");
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "instructions.md");
-const DEBIAN_MODULES = ["load_module /usr/lib/nginx/modules/ndk_http_module.so;", "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;"].join("\n");
 const REQUEST_PATH = "/api/version";
 
 const log = (message: string) => console.log(`[instructions ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -73,45 +70,17 @@ interface Instance {
   prepare(dir: string, port: number, upstream: string): void;
 }
 
-function plainConf(port: number, upstream: string, access: string, modules: string): string {
-  return readFileSync(PLAIN_TEMPLATE, "utf8")
-    .replaceAll("{{modules}}", modules)
-    .replaceAll("{{upstream}}", new URL(upstream).host)
-    .replaceAll("{{port}}", String(port))
-    .replaceAll("{{access}}", access);
-}
-
-const plainInstance: Instance = {
-  id: "plain",
-  prepare: (dir, port, upstream) => writeFile(dir, "conf/nginx.conf", plainConf(port, upstream, "            # no authentication", "")),
-};
+const plainInstance: Instance = { id: "plain", prepare: (dir, port, upstream) => writePlainConf(dir, port, upstream) };
 
 function naiveInstance(creds: BenchCredentials, count: number): Instance {
-  return {
-    id: `naive-${count}`,
-    prepare(dir, port, upstream) {
-      const lua = readFileSync(NAIVE_LUA, "utf8")
-        .split("\n")
-        .map((line) => `                ${line}`)
-        .join("\n");
-      writeFile(dir, "conf/nginx.conf", plainConf(port, upstream, `            access_by_lua_block {\n${lua}\n            }`, DEBIAN_MODULES));
-      writeFile(dir, "keys.txt", `${creds.keys.slice(0, count).join("\n")}\n`);
-    },
-  };
+  return { id: `naive-${count}`, prepare: (dir, port, upstream) => writeNaiveConf(dir, port, upstream, creds, count) };
 }
 
 function oursInstance(creds: BenchCredentials, count: number): Instance {
   return {
     id: `ours-${count}`,
     prepare(dir, port, upstream) {
-      const spec: GatewaySpecInput = {
-        upstream,
-        listen: { address: "127.0.0.1", http: port },
-        workerProcesses: 1,
-        rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
-        apiKeys: creds.keys.slice(0, count).map((key, i) => ({ name: `key-${i}`, keySha256: sha256Hex(key), scope: "inference" as const })),
-        basicUsers: creds.basicUsers,
-      };
+      const spec = oursSpec(upstream, port, creds, count);
       writeBundle(dir, renderBundle(validateSpec(spec), { flavor: "debian" }).files);
       if (LUA_DIR) {
         for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith(".lua") && f !== "config.lua" && f !== "routes.lua")) {

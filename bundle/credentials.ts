@@ -70,19 +70,22 @@ function attributes(record: { scope: Scope; slot: Slot; notAfter?: number; rateL
 }
 
 /**
+ * The framing every credential file shares (store.lua reads it): a header naming the file and its
+ * format version, a comment naming the columns, one line per entry, and a `# end N` trailer, so
+ * the proxy tells a complete file from an empty or truncated one and fails closed.
+ */
+export function credentialFile(kind: string, columns: string, lines: readonly string[]): string {
+  return [`# ollama-gateway ${kind} v1`, `# ${columns}`, ...lines, `# end ${lines.length}`, ""].join("\n");
+}
+
+/**
  * `credentials/api-keys`: one key per line, tab-separated:
  * name, scope (`+cloud` when cloud features are allowed), slot, notAfter (unix seconds or -),
  * rate (rps/burst or -), sha256 of the key.
  */
 export function renderApiKeysFile(records: readonly ApiKeyRecord[]): string {
   const lines = records.map((r) => [r.name, ...attributes(r), r.keySha256].join("\t"));
-  return [
-    "# ollama-gateway api-keys v1",
-    "# name\tscope\tslot\tnotAfter\trate\tsha256",
-    ...lines,
-    `# end ${lines.length}`,
-    "",
-  ].join("\n");
+  return credentialFile("api-keys", "name\tscope\tslot\tnotAfter\trate\tsha256", lines);
 }
 
 /**
@@ -91,7 +94,5 @@ export function renderApiKeysFile(records: readonly ApiKeyRecord[]): string {
  */
 export function renderHtpasswdFile(records: readonly BasicUserRecord[]): string {
   const lines = records.map((r) => `${r.name}:${r.passwordHash}:${attributes(r).join(" ")}`);
-  return ["# ollama-gateway htpasswd v1", "# name:bcrypt-hash:scope slot notAfter rate", ...lines, `# end ${lines.length}`, ""].join(
-    "\n",
-  );
+  return credentialFile("htpasswd", "name:bcrypt-hash:scope slot notAfter rate", lines);
 }

@@ -8,6 +8,7 @@
  * proxy never tries an RSA public key as an HMAC secret.
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
+import { credentialFile } from "./credentials";
 
 export const JWT_KEYS_FILE = "credentials/jwt-keys";
 export const JWT_ALGORITHMS = ["HS256", "RS256", "ES256"] as const;
@@ -117,11 +118,5 @@ export function jwtKeyRecords(jwt: JwtKeySources): JwtKeyRecord[] {
  */
 export function renderJwtKeysFile(records: readonly JwtKeyRecord[]): string {
   const lines = records.map((r) => [r.alg, r.kid ?? "-", r.keyBase64, ...(r.notAfter !== undefined ? [String(r.notAfter)] : [])].join("\t"));
-  return [
-    "# ollama-gateway jwt-keys v1",
-    "# alg\tkid\tkey (HS256: base64 of the secret; RS256/ES256: base64 of the DER public key)\t[notAfter, unix seconds]",
-    ...lines,
-    `# end ${lines.length}`,
-    "",
-  ].join("\n");
+  return credentialFile("jwt-keys", "alg\tkid\tkey (HS256: base64 of the secret; RS256/ES256: base64 of the DER public key)\t[notAfter, unix seconds]", lines);
 }

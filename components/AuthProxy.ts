@@ -1,11 +1,12 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
+import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
 import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
-import { cidrProblem, type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
+import { type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
@@ -46,18 +47,6 @@ export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls"
 };
 
 /** Where the container's own healthcheck connects from. */
-const HEALTHCHECK_SOURCE = "127.0.0.1";
-
-/** Whether a `network.deny` entry refuses the container's own healthcheck (127.0.0.1). */
-export function coversProxyLoopback(block: string): boolean {
-  if (cidrProblem(block) !== undefined) return false;
-  const [address, prefix] = block.split("/");
-  if (!net.isIPv4(address)) return false;
-  const bits = prefix === undefined ? 32 : Number(prefix);
-  const toInt = (a: string) => a.split(".").reduce((acc, part) => acc * 256 + Number(part), 0);
-  const size = 2 ** (32 - bits);
-  return Math.floor(toInt(address) / size) === Math.floor(toInt(HEALTHCHECK_SOURCE) / size);
-}
 
 export interface AuthProxyArgs {
   /**
@@ -93,7 +82,7 @@ export interface AuthProxyArgs {
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
-const DEFAULTS = { settings: {} as ProxySettings, bindAddress: "127.0.0.1", httpPort: 8080, httpsPort: 8443, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
+const DEFAULTS = { settings: {} as ProxySettings, bindAddress: DEPLOYMENT_DEFAULTS.bindAddress as string, httpPort: DEPLOYMENT_DEFAULTS.httpPort as number, httpsPort: DEPLOYMENT_DEFAULTS.httpsPort as number, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
 
 /** A syntactically valid stand-in: config files depend on whether TLS is on, never on its material. */
 const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", keyPem: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----" };
@@ -111,7 +100,7 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     network: {
       ...network,
       deny: network?.deny ?? [],
-      allow: allow.length > 0 && !allow.includes(HEALTHCHECK_SOURCE) ? [...allow, HEALTHCHECK_SOURCE] : allow,
+      allow: allow.length > 0 && !allow.includes(PROXY_HEALTHCHECK_SOURCE) ? [...allow, PROXY_HEALTHCHECK_SOURCE] : allow,
     },
     upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}`,
     // Inside the container; the host side is the published port's bind address. Same port

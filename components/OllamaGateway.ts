@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { AuthProxy, type JwtSettings, type ProxySettings } from "./AuthProxy";
 import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
@@ -109,16 +110,11 @@ export interface OllamaGatewayArgs {
 }
 
 const DEFAULTS = {
-  hostname: "localhost",
-  dnsNames: [] as string[],
-  ipAddresses: ["127.0.0.1"],
-  bindAddress: "127.0.0.1",
-  httpPort: 8080,
-  httpsPort: 8443,
+  ...endpointDefaults(),
   tls: { mode: "selfSigned" } as GatewayTlsArgs,
   apiKeys: [] as ApiKeyArgs[],
   basicUsers: [] as BasicUserArgs[],
-  internalNetwork: false,
+  internalNetwork: DEPLOYMENT_DEFAULTS.internalNetwork as boolean,
 };
 
 /**

@@ -1,5 +1,7 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
+import { pullResourceSuffix } from "../bundle/models";
 
 /** The alias under which the proxy (and the model pullers) reach Ollama on the private network. */
 export const OLLAMA_ALIAS = "ollama";
@@ -28,12 +30,7 @@ export interface OllamaServerArgs {
   cloud?: boolean;
 }
 
-const DEFAULTS = { image: "ollama/ollama:0.12.6", models: [] as string[], gpu: false, keepAlive: "5m", cloud: false };
-
-/** Resource-name suffix for a model's pull container: `gemma3:1b` -> `gemma3-1b`. */
-export function pullResourceSuffix(model: string): string {
-  return model.toLowerCase().replace(/[^a-z0-9.-]+/g, "-");
-}
+const DEFAULTS = { image: DEPLOYMENT_DEFAULTS.ollamaImage as string, models: [] as string[], gpu: DEPLOYMENT_DEFAULTS.gpu as boolean, keepAlive: DEPLOYMENT_DEFAULTS.ollamaKeepAlive as string, cloud: false };
 
 /**
  * Ollama in a container on a private network, with its model store on a volume. No host

@@ -1,6 +1,9 @@
 /**
  * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost N] [--reload]
  *
+ * Without `--flavor`, the flavour is detected from the nginx on this host (scripts/flavor.ts);
+ * pass it when rendering for another host.
+ *
  * Renders the proxy bundle from a spec file. Rendering into an existing bundle rewrites only
  * the files that changed, each atomically, so a running proxy picks up new credentials
  * without a reload; credential files the spec no longer has are removed. Changed config files
@@ -15,6 +18,7 @@ import { bcryptHash, bcryptVerify, HTPASSWD_FILE } from "../bundle/credentials";
 import { PID_FILE, renderBundle, workerUser } from "../bundle/render";
 import { FLAVORS, type Flavor, parseSpec } from "../bundle/spec";
 import { isCredentialPath, writeBundle } from "../bundle/write";
+import { chooseFlavor, detectHostNginx } from "./flavor";
 
 const USAGE = "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31] [--reload]";
 
@@ -43,7 +47,7 @@ function main(argv: string[]): void {
       options: {
         config: { type: "string" },
         out: { type: "string" },
-        flavor: { type: "string", default: "openresty" },
+        flavor: { type: "string" },
         "bcrypt-cost": { type: "string", default: "10" },
         reload: { type: "boolean", default: false },
         help: { type: "boolean", default: false },
@@ -60,7 +64,13 @@ function main(argv: string[]): void {
   const problems: string[] = [];
   if (!args.config) problems.push("`--config` is missing; give the path of a spec JSON file");
   if (!args.out) problems.push("`--out` is missing; give the bundle directory to write");
-  if (!FLAVORS.includes(args.flavor as Flavor)) problems.push(`\`--flavor\` is ${JSON.stringify(args.flavor)}; use \`openresty\` or \`debian\``);
+  let flavor = args.flavor as Flavor | undefined;
+  let flavorNote = "";
+  if (flavor === undefined) {
+    const choice = chooseFlavor(detectHostNginx());
+    if ("error" in choice) problems.push(choice.error);
+    else [flavor, flavorNote] = [choice.flavor, `, detected: ${choice.reason}`];
+  } else if (!FLAVORS.includes(flavor)) problems.push(`\`--flavor\` is ${JSON.stringify(args.flavor)}; use \`openresty\` or \`debian\``);
   const cost = Number(args["bcrypt-cost"]);
   if (!Number.isInteger(cost) || cost < 4 || cost > 31) problems.push(`\`--bcrypt-cost\` is ${JSON.stringify(args["bcrypt-cost"])}; use a whole number from 4 to 31`);
   if (problems.length) fail([...problems, USAGE]);
@@ -78,13 +88,13 @@ function main(argv: string[]): void {
   const previous = existingHashes(outDir);
   const hashPassword = (name: string, password: string) =>
     previous.get(name)?.find((hash) => bcryptVerify(password, hash)) ?? bcryptHash(password, cost);
-  const bundle = renderBundle(parsed.spec, { flavor: args.flavor as Flavor, hashPassword });
+  const bundle = renderBundle(parsed.spec, { flavor: flavor!, hashPassword });
   const fresh = !existsSync(path.join(outDir, "conf", "nginx.conf"));
   const written = writeBundle(outDir, bundle.files, { workerUser: workerUser(parsed.spec) });
   const removed = removeStaleCredentials(outDir, bundle.credentialPaths);
   const configChanged = written.filter((file) => !isCredentialPath(file) && !file.endsWith("/.keep"));
   process.stdout.write(
-    `render: ${outDir} (${args.flavor}): ${written.length} file(s) written, ${Object.keys(bundle.files).length - written.length} unchanged` +
+    `render: ${outDir} (${flavor}${flavorNote}): ${written.length} file(s) written, ${Object.keys(bundle.files).length - written.length} unchanged` +
       `${removed.length ? `, ${removed.length} removed (${removed.join(", ")})` : ""}.\n`,
   );
   const pidFile = path.join(outDir, PID_FILE);

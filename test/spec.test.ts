@@ -6,6 +6,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderBundle, renderConfigFiles } from "../bundle/render";
 import { parseSpec, validateSpec } from "../bundle/spec";
+import { chooseFlavor, DEBIAN_LUA_MODULE } from "../scripts/flavor";
 import { startFakeOllama } from "./support/fake-ollama";
 import { request } from "./support/http";
 import { nginxTestsEnabled, startGateway } from "./support/nginx";
@@ -111,6 +112,33 @@ describe("render CLI", () => {
     expect(second.stdout).toMatch(/0 file\(s\) written/);
     expect(readFileSync(path.join(out, "credentials", "htpasswd"), "utf8")).toBe(htpasswd);
     expect(execFileSync("nginx", ["-t", "-p", `${out}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log"], { encoding: "utf8", stdio: "pipe" })).toBeDefined();
+  });
+
+  it.runIf(nginxTestsEnabled)("without --flavor, detects Debian's nginx and renders a bundle it accepts", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "render-cli-"));
+    const specFile = path.join(dir, "spec.json");
+    writeFileSync(specFile, JSON.stringify({ apiKeys: [{ name: "app", key: VALID_KEY, scope: "inference" }] }));
+    const out = path.join(dir, "bundle");
+    const result = cli(["--config", specFile, "--out", out]);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain(`(debian, detected: Debian's nginx with ${DEBIAN_LUA_MODULE})`);
+    expect(execFileSync("nginx", ["-t", "-p", `${out}/`, "-c", "conf/nginx.conf", "-e", "logs/error.log"], { encoding: "utf8", stdio: "pipe" })).toBeDefined();
+  });
+});
+
+describe("flavour detection", () => {
+  it("picks openresty for OpenResty or an nginx with Lua built in, debian for Debian's module", () => {
+    expect(chooseFlavor({ openresty: true, debianLuaModule: false })).toMatchObject({ flavor: "openresty" });
+    expect(chooseFlavor({ openresty: false, nginxV: "nginx version: openresty/1.27.1.2", debianLuaModule: false })).toMatchObject({ flavor: "openresty" });
+    expect(chooseFlavor({ openresty: false, nginxV: "nginx version: nginx/1.22.1", debianLuaModule: true })).toMatchObject({ flavor: "debian" });
+  });
+
+  it("asks for --flavor, with the install command, when no nginx with Lua is found", () => {
+    for (const host of [{ openresty: false, debianLuaModule: false }, { openresty: false, nginxV: "nginx version: nginx/1.22.1", debianLuaModule: false }]) {
+      const choice = chooseFlavor(host);
+      expect(choice).toHaveProperty("error");
+      expect((choice as { error: string }).error).toMatch(/apt-get install -y nginx libnginx-mod-http-lua.*--flavor debian/);
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * Helpers for the hostile-input battery (test/hostile.test.ts): raw request building, an
+ * Helpers for the hostile-input battery (test/hostile-*.test.ts): raw request building, an
  * independent oracle for "may this request reach Ollama", nginx worker memory, keep-alive load
  * and latency percentiles.
  */

@@ -1,0 +1,207 @@
+/**
+ * The string formats stack config arrives in (Pulumi hands every value over as a string, lists
+ * as JSON text): coercion to each key's type, and the parsers for `name:scope`, `rps/burst`,
+ * `name:every:overlap`, scope values, public keys, JWKS and supplied secrets. Each parser adds
+ * its problems to `errors` (key, bad value, fix) and never throws.
+ */
+import { z } from "zod";
+import { MODEL_NAME } from "../bundle/models";
+import { gatewaySpecSchema, type Scope, SCOPES } from "../bundle/spec";
+import { CONFIG_DEFAULTS, type KeyType, TLS_MODES } from "./keys";
+import { key, secretShown, show, withPeriod } from "./messages";
+import type { CredentialConfig, ScopeValues } from "./settings";
+
+/** The JSON object in `raw`, or undefined when it is not valid JSON or not an object. */
+export function parseJsonObject(raw: string): Record<string, unknown> | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+}
+
+export const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
+/** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
+export function isPinnedImage(image: string): boolean {
+  if (/@sha256:[0-9a-f]{64}$/.test(image)) return true;
+  const lastSegment = image.slice(image.lastIndexOf("/") + 1);
+  const colon = lastSegment.indexOf(":");
+  if (colon <= 0) return false;
+  const tag = lastSegment.slice(colon + 1);
+  return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag) && tag !== "latest";
+}
+
+export const port = z.number().int().min(1).max(65535, { error: "use a TCP port between 1 and 65535" });
+export const ip = z.union([z.ipv4(), z.ipv6()], { error: "use an IPv4 or IPv6 address such as 127.0.0.1" });
+export const dnsName = z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com` or `localhost`" });
+export const positiveCount = z.number().int().min(1, { error: "use a whole number from 1 to 64" }).max(64, {
+  error: "use a whole number from 1 to 64",
+});
+
+/** Non-secret keys after type coercion. Secrets are checked by hand so their values never reach a message. */
+export const plainSchema = z.object({
+  hostname: dnsName,
+  dnsNames: z.array(dnsName),
+  ipAddresses: z.array(ip),
+  bindAddress: ip,
+  httpPort: port,
+  httpsPort: port,
+  tlsMode: z.enum(TLS_MODES, { error: "use one of `selfSigned`, `provided`, `none`" }),
+  tlsCertPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }).optional(),
+  models: z.array(z.string().regex(MODEL_NAME, { error: "use an Ollama model name such as `gemma3:1b`" })),
+  gpu: z.boolean(),
+  internalNetwork: z.boolean(),
+  ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
+  ollamaNumParallel: positiveCount.optional(),
+  ollamaMaxLoadedModels: positiveCount.optional(),
+});
+
+/** Coerces one raw string to its declared type; undefined + a message when it does not parse. */
+export function coerce(name: string, raw: string, type: KeyType, secret: boolean, errors: string[]): unknown {
+  const shown = secret ? secretShown(raw) : show(raw);
+  switch (type) {
+    case "string":
+      return raw;
+    case "integer":
+      if (/^-?[0-9]+$/.test(raw.trim())) return Number(raw);
+      errors.push(`${key(name)} is ${shown}; use a whole number such as ${CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1}.`);
+      return undefined;
+    case "boolean":
+      if (raw === "true" || raw === "false") return raw === "true";
+      errors.push(`${key(name)} is ${shown}; use \`true\` or \`false\`.`);
+      return undefined;
+    case "array": {
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch {
+        value = undefined;
+      }
+      if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
+      errors.push(`${key(name)} is ${shown}; use a list of strings (in Pulumi.<stack>.yaml a YAML list).`);
+      return undefined;
+    }
+  }
+}
+
+/** `name:scope` -> entry; the scope is after the last colon so names stay free of it. */
+export function parseCredentialList(name: string, list: string[], errors: string[]): CredentialConfig[] {
+  const entries: CredentialConfig[] = [];
+  list.forEach((item, i) => {
+    const at = item.lastIndexOf(":");
+    if (at <= 0) {
+      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<name>:<scope>\`, such as \`app:inference\`.`);
+      return;
+    }
+    entries.push({ name: item.slice(0, at), scope: item.slice(at + 1) as Scope });
+  });
+  return entries;
+}
+
+export function parseRateLimit(raw: string, errors: string[]) {
+  const match = /^([0-9]+(?:\.[0-9]+)?)\/([0-9]+)$/.exec(raw);
+  if (match) return { requestsPerSecond: Number(match[1]), burst: Number(match[2]) };
+  errors.push(`${key("rateLimit")} is ${show(raw)}; use \`<requests per second>/<burst>\`, such as \`20/40\`.`);
+  return undefined;
+}
+
+/** Messages for supplied keys and passwords, from the gateway spec's own rules, without values. */
+export function checkSuppliedSecret(field: "key" | "password", value: unknown, label: string, name: string, errors: string[]) {
+  if (typeof value !== "string") {
+    errors.push(`${key(label)} is of type ${value === null ? "null" : typeof value}; use a string.`);
+    return;
+  }
+  const entry = field === "key" ? { name, scope: "read", key: value } : { name, scope: "read", password: value };
+  const result = gatewaySpecSchema.safeParse({ [field === "key" ? "apiKeys" : "basicUsers"]: [entry] });
+  if (result.success) return;
+  for (const issue of result.error.issues) errors.push(`${key(label)} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
+}
+
+export function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig[]; basicUsers: CredentialConfig[] }, errors: string[]) {
+  const supplied = { apiKeys: new Map<string, string>(), basicUsers: new Map<string, string>() };
+  const value = parseJsonObject(raw);
+  if (!value) {
+    errors.push(
+      `${key("suppliedSecrets")} is not a JSON object (value not shown); use JSON such as {"apiKeys": {"app": "<key>"}, "basicUsers": {"alice": "<password>"}}.`,
+    );
+    return supplied;
+  }
+  for (const [group, entries] of Object.entries(value)) {
+    if (group !== "apiKeys" && group !== "basicUsers") {
+      errors.push(`${key("suppliedSecrets")} has unknown field \`${group}\`; use \`apiKeys\` and \`basicUsers\`.`);
+      continue;
+    }
+    if (typeof entries !== "object" || entries === null || Array.isArray(entries)) {
+      errors.push(`${key(`suppliedSecrets.${group}`)} is not an object (value not shown); map each name to its secret.`);
+      continue;
+    }
+    const known = new Set(settings[group].map((entry) => entry.name));
+    for (const [name, secret] of Object.entries(entries as Record<string, unknown>)) {
+      const label = `suppliedSecrets.${group}.${name}`;
+      if (!known.has(name)) {
+        errors.push(`${key(label)} names no entry of ${key(group)}; add \`${name}:<scope>\` there or remove the secret.`);
+        continue;
+      }
+      checkSuppliedSecret(group === "apiKeys" ? "key" : "password", secret, label, name, errors);
+      if (typeof secret === "string") supplied[group].set(name, secret);
+    }
+  }
+  return supplied;
+}
+
+/** `<value>:<scope>` entries -> the spec's `scopeValues`, and where each value came from. */
+export function parseScopeValues(name: string, list: string[], errors: string[]): { values?: ScopeValues; sources: Record<Scope, number[]> } {
+  const values: ScopeValues = { read: [], inference: [], admin: [] };
+  const sources: Record<Scope, number[]> = { read: [], inference: [], admin: [] };
+  list.forEach((item, i) => {
+    const at = item.lastIndexOf(":");
+    if (at <= 0) {
+      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<value>:<scope>\`, such as \`ollama-users:inference\`.`);
+      return;
+    }
+    const scope = item.slice(at + 1);
+    if (!(SCOPES as readonly string[]).includes(scope)) {
+      errors.push(`${key(`${name}[${i}].scope`)} is ${show(scope)}; use one of \`read\`, \`inference\`, \`admin\`.`);
+      return;
+    }
+    values[scope as Scope].push(item.slice(0, at));
+    sources[scope as Scope].push(i);
+  });
+  return { values: list.length > 0 ? values : undefined, sources };
+}
+
+/** A PEM, optionally preceded by `<kid>:` (the key id tokens name in their header). */
+export function parsePublicKeys(list: string[], errors: string[]): { kid?: string; pem: string }[] {
+  return list.map((item, i) => {
+    const begin = item.indexOf("-----BEGIN");
+    const prefix = (begin < 0 ? "" : item.slice(0, begin)).trim();
+    const pem = begin < 0 ? item : item.slice(begin);
+    if (prefix === "") return { pem };
+    if (!prefix.endsWith(":") || prefix.length === 1) {
+      errors.push(`${key(`jwtPublicKeysPem[${i}]`)} starts with ${show(prefix)}; give the PEM alone, or \`<kid>:\` then the PEM, such as \`2026-01:\\n-----BEGIN PUBLIC KEY-----...\`.`);
+      return { pem };
+    }
+    return { kid: prefix.slice(0, -1).trim(), pem };
+  });
+}
+
+export function parseJwks(raw: string, errors: string[]): unknown {
+  const value = parseJsonObject(raw);
+  if (value) return value;
+  errors.push(
+    `${key("jwtJwks")} is ${show(raw)}; use a JWKS document as JSON, {"keys": [...]} (\`curl -s https://<issuer>/.well-known/jwks.json | pulumi config set jwtJwks\`).`,
+  );
+  return undefined;
+}
+
+/** The HS256 secret against the gateway spec's own rule, without its value. */
+export function checkHs256Secret(value: string, errors: string[]) {
+  const result = gatewaySpecSchema.safeParse({
+    jwt: { issuer: "x", audience: "x", algorithms: ["HS256"], hs256Secrets: [{ secret: value }] },
+  });
+  if (result.success) return;
+  for (const issue of result.error.issues) errors.push(`${key("jwtHs256Secret")} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
+}

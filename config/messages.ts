@@ -1,0 +1,75 @@
+/**
+ * How config problems are worded: the key with its project prefix, the bad value (never a
+ * secret's), and spec messages mapped back to the config keys that set those spec fields.
+ */
+import type { Scope } from "../bundle/spec";
+import { PROJECT } from "./keys";
+
+export const key = (name: string) => `\`${PROJECT}:${name}\``;
+export const show = (value: unknown) => {
+  const text = JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+};
+export const secretShown = (value: string) => `a secret of ${value.length} characters (not shown)`;
+export const withPeriod = (message: string) => (/[.!?]$/.test(message) ? message : `${message}.`);
+
+/** `jwt`/`externalAuth`/`network` fields of the gateway spec -> the config key that sets them. */
+export const SECTION_KEYS: Record<string, string> = {
+  "jwt.issuer": "jwtIssuer",
+  "jwt.audience": "jwtAudience",
+  "jwt.algorithms": "jwtAlgorithms",
+  "jwt.publicKeys": "jwtPublicKeysPem",
+  "jwt.jwks": "jwtJwks",
+  "jwt.scopeClaim": "jwtScopeClaim",
+  "jwt.scopeValues": "jwtScopeValues",
+  "jwt.nameClaim": "jwtNameClaim",
+  "jwt.clockSkewSeconds": "jwtClockSkewSeconds",
+  "externalAuth.url": "externalAuthUrl",
+  "externalAuth.mode": "externalAuthMode",
+  "externalAuth.timeoutSeconds": "externalAuthTimeoutSeconds",
+  "externalAuth.nameHeader": "externalAuthNameHeader",
+  "externalAuth.scopeHeader": "externalAuthScopeHeader",
+  "externalAuth.scopeValues": "externalAuthScopeValues",
+  "network.allow": "allowCidrs",
+  "network.deny": "denyCidrs",
+  "network.trustedProxies": "trustedProxyCidrs",
+  "network.clientAddressHeader": "clientAddressHeader",
+};
+
+/** Where each `<scope>[i]` of a spec `scopeValues` came from in its config list. */
+export type ScopeValueSources = Partial<Record<string, Record<Scope, number[]>>>;
+
+/** Proxy-setting paths of the gateway spec -> the config key that sets them. */
+export function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeValueSources = {}): PropertyKey[] {
+  const [head, ...rest] = path;
+  const sectionKey = SECTION_KEYS[`${String(head)}.${String(rest[0])}`];
+  if (sectionKey) {
+    const tail = rest.slice(1);
+    // A PEM's problem is the list item's problem: `jwtPublicKeysPem[0]`, not `...[0].pem`.
+    if (sectionKey === "jwtPublicKeysPem" && tail[1] === "pem") return [`${PROJECT}:${sectionKey}`, tail[0]];
+    const sources = scopeSources[sectionKey];
+    if (sources && typeof tail[1] === "number") return [`${PROJECT}:${sectionKey}`, sources[tail[0] as Scope][tail[1]]];
+    return [`${PROJECT}:${sectionKey}`, ...tail];
+  }
+  switch (head) {
+    case "rateLimit":
+      return [`${PROJECT}:rateLimit`];
+    case "timeouts":
+      return [`${PROJECT}:upstreamReadTimeoutSeconds`];
+    case "cors":
+      return [`${PROJECT}:corsAllowedOrigins`, ...rest.slice(1)];
+    case "serverName":
+      return [`${PROJECT}:hostname`];
+    default:
+      return [`${PROJECT}:${String(head)}`, ...rest];
+  }
+}
+
+/** Spec messages that name spec fields inside a section: name the config keys instead. */
+export const sectionWording = (message: string) =>
+  message
+    .replace("`publicKeys` or `jwks`", "`jwtPublicKeysPem` or `jwtJwks`")
+    .replace(/`jwt\.publicKeys\[(\d+)\]\.kid`/g, "`jwtPublicKeysPem[$1]`")
+    .replace(/`jwt\.jwks\.keys\[(\d+)\]\.kid`/g, "`jwtJwks.keys[$1]`")
+    // Custom issues read "`field` ("value") use ..."; give them the "is ...; use ..." shape of the others.
+    .replace(/^(`[^`]+`) \(("[^"]*")\) use /, "$1 is $2; use ");

@@ -1,0 +1,78 @@
+/** What a validated stack config becomes: plain values, typed; index.ts wraps the secret ones. */
+import type { Scope } from "../bundle/spec";
+import type { OnDemandRotation, RotationPolicy } from "./rotation";
+
+export interface CredentialConfig {
+  name: string;
+  scope: Scope;
+}
+
+/** A credential's rotation: its policy and the last on-demand request, if any. */
+export interface CredentialRotation {
+  policy: RotationPolicy;
+  onDemand?: OnDemandRotation;
+}
+
+/** Claim or header values that grant each scope; undefined = the spec's default (each scope's own name). */
+export type ScopeValues = Record<Scope, string[]>;
+
+/** The spec's `jwt` section without HS256 secrets (those travel as secrets, see `hs256Secret`). */
+export interface JwtSettings {
+  issuer: string;
+  audience: string;
+  algorithms: ("HS256" | "RS256" | "ES256")[];
+  /** The HS256 secret from `jwtHs256Secret`; undefined with HS256 listed = generate one. */
+  hs256Secret?: string;
+  publicKeys: { kid?: string; pem: string }[];
+  /** A JWKS document, as the identity provider publishes it. */
+  jwks?: { keys: ({ kty: string } & Record<string, unknown>)[] };
+  scopeClaim: string;
+  scopeValues?: ScopeValues;
+  nameClaim: string;
+  clockSkewSeconds: number;
+  /** Rotation of the generated HS256 secret (`rotation` entry `jwtHs256Secret:<every>:<overlap>`). */
+  hs256Rotation?: CredentialRotation;
+}
+
+/** The `rotation` entry name that rotates the generated HS256 secret (its config key). */
+export const HS256_ROTATION_NAME = "jwtHs256Secret";
+
+export interface ExternalAuthSettings {
+  url: string;
+  mode: "fallback" | "exclusive";
+  timeoutSeconds: number;
+  nameHeader: string;
+  scopeHeader: string;
+  scopeValues?: ScopeValues;
+}
+
+/** The validated stack, plain values only; `index.ts` wraps the secret ones in `pulumi.secret`. */
+export interface StackSettings {
+  hostname: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  bindAddress: string;
+  httpPort: number;
+  httpsPort: number;
+  tls: { mode: "none" } | { mode: "selfSigned" } | { mode: "provided"; certPem: string; keyPem: string };
+  apiKeys: (CredentialConfig & { key?: string; rotation?: CredentialRotation })[];
+  basicUsers: (CredentialConfig & { password?: string; rotation?: CredentialRotation })[];
+  rateLimit: { requestsPerSecond: number; burst: number };
+  maxBodySize: string;
+  upstreamReadTimeoutSeconds: number;
+  corsAllowedOrigins: string[];
+  models: string[];
+  gpu: boolean;
+  internalNetwork: boolean;
+  ollama: { keepAlive: string; numParallel?: number; maxLoadedModels?: number };
+  ollamaImage: string;
+  /** Undefined: build image/proxy/Dockerfile on the Docker host. */
+  proxyImage?: string;
+  /** Undefined: JWT off (`jwtIssuer` is ""). */
+  jwt?: JwtSettings;
+  /** Undefined: external auth off (`externalAuthUrl` is ""). */
+  externalAuth?: ExternalAuthSettings;
+  network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+}
+
+export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
