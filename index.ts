@@ -101,7 +101,7 @@ export const apiKeys = gateway.apiKeys;
 export const basicAuth = gateway.basicAuth;
 export const caCertPem = gateway.caCertPem;
 export const curlExample = gateway.curlExample;
-/** `export` lines for OpenAI-compatible clients: base URL, first API key, and the CA for Node.js. Secret. */
+/** `export` lines for Ollama and OpenAI clients, Node and Python: URLs, the first API key, the CA (written to ./ca.pem). Secret. */
 export const clientEnv = gateway.clientEnv;
 /** The HS256 secret JWT issuers sign with (its UTF-8 bytes are the key); secret; absent unless `jwtAlgorithms` lists HS256. */
 export const jwtHs256Secret = gateway.jwtHs256Secret;

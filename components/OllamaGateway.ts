@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { clientEnvScript } from "../bundle/clientEnv";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { AuthProxy, type JwtSettings, type ProxySettings } from "./AuthProxy";
@@ -29,20 +30,6 @@ export interface GatewayJwtArgs extends JwtSettings {
    * Default: one secret for the stack's life.
    */
   hs256Rotation?: CredentialRotationArgs;
-}
-
-/**
- * The `clientEnv` output: shell lines for OpenAI-compatible clients (the official SDKs read
- * `OPENAI_BASE_URL` and `OPENAI_API_KEY`) and, with a private CA, Node.js's extra trust store.
- * Pure, so the tests run exactly these lines against the real nginx.
- */
-export function clientEnvScript(endpoint: string, apiKey: string | undefined, trustCaFile: boolean): string {
-  return [
-    `export OPENAI_BASE_URL='${endpoint}/v1'`,
-    ...(apiKey !== undefined ? [`export OPENAI_API_KEY='${apiKey}'`] : []),
-    ...(trustCaFile ? ['export NODE_EXTRA_CA_CERTS="$PWD/ca.pem"  # pulumi stack output caCertPem > ca.pem'] : []),
-    "",
-  ].join("\n");
 }
 
 /** What token issuers need to know (non-secret). */
@@ -139,9 +126,10 @@ export class OllamaGateway extends pulumi.ComponentResource {
   /** A ready-to-paste curl command, with a credential in it; secret. */
   public readonly curlExample: pulumi.Output<string>;
   /**
-   * Shell lines that configure OpenAI-compatible clients (the official SDKs read
-   * `OPENAI_BASE_URL` and `OPENAI_API_KEY`) with the first API key, and Node.js to trust the
-   * private CA; secret. Without API keys, only the base URL.
+   * Shell lines (bundle/clientEnv.ts) that configure Ollama and OpenAI clients, Node and Python,
+   * with the first API key: they write the CA to ./ca.pem and export OLLAMA_HOST, OLLAMA_API_KEY,
+   * OPENAI_BASE_URL, OPENAI_API_KEY, NODE_EXTRA_CA_CERTS and SSL_CERT_FILE; secret. Without API
+   * keys, no key variables.
    */
   public readonly clientEnv: pulumi.Output<string>;
   /** The HS256 secret token issuers sign with; secret; undefined unless `jwt.algorithms` lists `HS256`. */
@@ -260,7 +248,13 @@ export class OllamaGateway extends pulumi.ComponentResource {
     );
 
     this.clientEnv = pulumi.secret(
-      credentials.apiKeys.apply((keys) => clientEnvScript(endpoint, firstKey !== undefined ? keys[firstKey] : undefined, certificates !== undefined)),
+      pulumi.all([credentials.apiKeys, this.caCertPem]).apply(([keys, caPem]) =>
+        clientEnvScript({
+          endpoint,
+          ...(firstKey !== undefined ? { apiKey: keys[firstKey] } : {}),
+          ...(caPem !== undefined ? { caPem } : {}),
+        }),
+      ),
     );
 
     this.registerOutputs({

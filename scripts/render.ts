@@ -10,17 +10,27 @@
  * (conf/, lua/) need a reload: render says so, and `--reload` sends SIGHUP to the nginx whose
  * pid is in the bundle's logs/nginx.pid. A bad spec prints every problem and exits 2 without
  * writing anything.
+ *
+ * npm run render -- --config <spec.json> --client-env <key name> [--endpoint <url>] [--ca <file>|none]
+ *
+ * Prints, and only prints, the shell lines that configure Ollama and OpenAI clients for one API
+ * key of the spec (bundle/clientEnv.ts): `eval "$(npm run -s render -- ...)"`. They hold the key
+ * when the spec has it in plain text (with only `keySha256`, the key variables are left out); the
+ * CA they write is `--ca`'s file, or the spec's certificate chain (`none`: the system's CAs).
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { clientEnvScript, specEndpoint } from "../bundle/clientEnv";
 import { bcryptHash, bcryptVerify, HTPASSWD_FILE } from "../bundle/credentials";
 import { PID_FILE, renderBundle, workerUser } from "../bundle/render";
-import { FLAVORS, type Flavor, parseSpec } from "../bundle/spec";
+import { FLAVORS, type Flavor, type GatewaySpec, parseSpec } from "../bundle/spec";
 import { isCredentialPath, writeBundle } from "../bundle/write";
 import { chooseFlavor, detectHostNginx } from "./flavor";
 
-const USAGE = "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31] [--reload]";
+const USAGE =
+  "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31] [--reload]\n" +
+  "       npm run render -- --config <spec.json> --client-env <key name> [--endpoint <url>] [--ca <file>|none]";
 
 function fail(problems: string[]): never {
   process.stderr.write(`render: nothing written.\n${problems.map((p) => `- ${p}`).join("\n")}\n`);
@@ -50,6 +60,9 @@ function main(argv: string[]): void {
         flavor: { type: "string" },
         "bcrypt-cost": { type: "string", default: "10" },
         reload: { type: "boolean", default: false },
+        "client-env": { type: "string" },
+        endpoint: { type: "string" },
+        ca: { type: "string" },
         help: { type: "boolean", default: false },
       },
       strict: true,
@@ -62,15 +75,19 @@ function main(argv: string[]): void {
     return;
   }
   const problems: string[] = [];
+  const clientEnv = args["client-env"];
   if (!args.config) problems.push("`--config` is missing; give the path of a spec JSON file");
-  if (!args.out) problems.push("`--out` is missing; give the bundle directory to write");
+  if (clientEnv === undefined && !args.out) problems.push("`--out` is missing; give the bundle directory to write");
+  if (clientEnv !== undefined && (args.out || args.reload)) problems.push("`--client-env` only prints; leave out `--out` and `--reload`");
+  if (clientEnv === undefined && (args.endpoint !== undefined || args.ca !== undefined)) problems.push("`--endpoint` and `--ca` go with `--client-env`");
   let flavor = args.flavor as Flavor | undefined;
   let flavorNote = "";
-  if (flavor === undefined) {
+  // Printing the client environment needs no flavour.
+  if (clientEnv === undefined && flavor === undefined) {
     const choice = chooseFlavor(detectHostNginx());
     if ("error" in choice) problems.push(choice.error);
     else [flavor, flavorNote] = [choice.flavor, `, detected: ${choice.reason}`];
-  } else if (!FLAVORS.includes(flavor)) problems.push(`\`--flavor\` is ${JSON.stringify(args.flavor)}; use \`openresty\` or \`debian\``);
+  } else if (flavor !== undefined && !FLAVORS.includes(flavor)) problems.push(`\`--flavor\` is ${JSON.stringify(args.flavor)}; use \`openresty\` or \`debian\``);
   const cost = Number(args["bcrypt-cost"]);
   if (!Number.isInteger(cost) || cost < 4 || cost > 31) problems.push(`\`--bcrypt-cost\` is ${JSON.stringify(args["bcrypt-cost"])}; use a whole number from 4 to 31`);
   if (problems.length) fail([...problems, USAGE]);
@@ -83,6 +100,7 @@ function main(argv: string[]): void {
   }
   const parsed = parseSpec(raw);
   if (!parsed.ok) fail(parsed.errors);
+  if (clientEnv !== undefined) return printClientEnv(parsed.spec, clientEnv, args.endpoint, args.ca);
 
   const outDir = path.resolve(args.out!);
   const previous = existingHashes(outDir);
@@ -113,6 +131,38 @@ function main(argv: string[]): void {
     return;
   }
   reload(pidFile);
+}
+
+/**
+ * The `clientEnv` lines for one key, on stdout alone: they may hold the key, so nothing else is
+ * printed there and nothing is written or logged.
+ */
+function printClientEnv(spec: GatewaySpec, keyName: string, endpoint: string | undefined, caOption: string | undefined): void {
+  const problems: string[] = [];
+  const entry = spec.apiKeys.find((key) => key.name === keyName);
+  if (!entry)
+    problems.push(`\`--client-env\` names ${JSON.stringify(keyName)}, which is not in the spec's apiKeys; use one of: ${spec.apiKeys.map((k) => k.name).join(", ") || "(none)"}`);
+  if (endpoint !== undefined && !/^https?:\/\/[^/\s]+$/.test(endpoint))
+    problems.push(`\`--endpoint\` is ${JSON.stringify(endpoint)}; use a base URL such as https://gateway.example.com:8443 (no path)`);
+  let caPem: string | undefined = caOption === "none" ? undefined : spec.tls?.certPem;
+  if (caOption !== undefined && caOption !== "none") {
+    try {
+      caPem = readFileSync(caOption, "utf8");
+      if (!caPem.includes("-----BEGIN CERTIFICATE-----")) problems.push(`\`--ca\` ${caOption} holds no PEM certificate; give the CA file clients must trust, or \`none\``);
+    } catch (error) {
+      problems.push(`\`--ca\` ${caOption}: ${(error as Error).message}`);
+    }
+  }
+  if (problems.length) fail(problems);
+  if (entry!.key === undefined)
+    process.stderr.write(`render: the spec holds only the SHA-256 of key ${JSON.stringify(keyName)}; set OLLAMA_API_KEY and OPENAI_API_KEY yourself.\n`);
+  process.stdout.write(
+    clientEnvScript({
+      endpoint: endpoint ?? specEndpoint(spec),
+      ...(entry!.key !== undefined ? { apiKey: entry!.key } : {}),
+      ...(caPem !== undefined ? { caPem } : {}),
+    }),
+  );
 }
 
 /** Deletes files in credentials/ that the new bundle does not have (a removed `jwt` or `tls`). */

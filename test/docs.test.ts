@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { CONFIG_KEYS } from "../config/stackConfig";
-import { CONFIG_DOC, configTable, withConfigTable } from "../scripts/docs";
+import { CLIENTS_DOC, CONFIG_DOC, configTable, withClientEnvSection, withConfigTable } from "../scripts/docs";
 
 const ROOT = path.join(__dirname, "..");
 const read = (file: string) => readFileSync(path.join(ROOT, file), "utf8");
@@ -28,6 +28,21 @@ describe("docs/configuration.md", () => {
     const outputs = [...read("index.ts").matchAll(/^export const (\w+)/gm)].map((m) => m[1]);
     expect(outputs.length).toBeGreaterThan(5);
     for (const name of outputs) expect(doc, name).toMatch(new RegExp(`^\\| \`${name}\` \\|`, "m"));
+  });
+});
+
+describe("docs/clients.md", () => {
+  it("has the client environment generated from bundle/clientEnv.ts (run `npm run docs` after changing it)", () => {
+    const doc = readFileSync(CLIENTS_DOC, "utf8");
+    expect(doc).toBe(withClientEnvSection(doc));
+  });
+
+  it("names, for every client row, the test that verifies it or says it was read from source", () => {
+    const doc = readFileSync(CLIENTS_DOC, "utf8");
+    const table = doc.slice(doc.indexOf("| Client |"), doc.indexOf("\n\n", doc.indexOf("| Client |")));
+    const rows = table.split("\n").slice(2);
+    expect(rows.length).toBeGreaterThan(8);
+    for (const row of rows) expect(row, row).toMatch(/test\/[\w.-]+\.test\.ts|read from source/);
   });
 });
 

@@ -244,11 +244,17 @@ describe("the dev stack", () => {
     expect(await valueOf(program.curlExample)).toBe(
       `curl --cacert ca.pem -H 'Authorization: Bearer ${keys.app}' https://localhost:8443/v1/models`,
     );
+    const caPem = await valueOf(program.caCertPem);
     expect(await valueOf(program.clientEnv)).toBe(
       [
+        "# Ollama and OpenAI clients, Node and Python: docs/clients.md",
+        `printf '%s' '${caPem}' > ca.pem`,
+        "export OLLAMA_HOST='https://localhost:8443'",
+        `export OLLAMA_API_KEY='${keys.app}'`,
         "export OPENAI_BASE_URL='https://localhost:8443/v1'",
         `export OPENAI_API_KEY='${keys.app}'`,
-        'export NODE_EXTRA_CA_CERTS="$PWD/ca.pem"  # pulumi stack output caCertPem > ca.pem',
+        'export NODE_EXTRA_CA_CERTS="$PWD/ca.pem"',
+        'export SSL_CERT_FILE="$PWD/ca.pem"',
         "",
       ].join("\n"),
     );

@@ -3,13 +3,13 @@
  * TLS 1.2/1.3 only, modern ciphers, plain HTTP answered with JSON (health excepted), HSTS.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import https from "node:https";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientEnvScript } from "../components/OllamaGateway";
+import { clientEnvScript } from "../bundle/clientEnv";
 import { makeCertificates } from "./support/certs";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { request } from "./support/http";
@@ -63,11 +63,11 @@ describe.runIf(nginxTestsEnabled)("TLS through the real nginx", () => {
   });
 
   it("serves an OpenAI SDK configured only by the `clientEnv` output's lines, in a fresh Node process", async () => {
+    // The lines write the CA to ./ca.pem themselves.
     const dir = mkdtempSync(path.join(tmpdir(), "client-env-"));
-    writeFileSync(path.join(dir, "ca.pem"), certs.caPem);
     const client = `const { OpenAI } = require(${JSON.stringify(require.resolve("openai", { paths: [ROOT] }))});
 new OpenAI().models.list().then((page) => console.log(JSON.stringify(page.data.map((m) => m.id))));`;
-    const script = `${clientEnvScript(gateway.httpsUrl!, KEY, true)}exec node -e '${client}'\n`;
+    const script = `${clientEnvScript({ endpoint: gateway.httpsUrl!, apiKey: KEY, caPem: certs.caPem })}exec node -e '${client}'\n`;
     try {
       // Nothing from this process's environment but PATH: the lines alone configure the client.
       const stdout = await new Promise<string>((resolve, reject) =>

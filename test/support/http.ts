@@ -16,6 +16,23 @@ export async function request(url: string, init: RequestInit = {}): Promise<Simp
   return { status: response.status, headers: response.headers, body, json: () => JSON.parse(body) };
 }
 
+/**
+ * The message of a gateway error in any route family's envelope: Ollama's {"error": "..."},
+ * OpenAI's {"error": {"message": ...}} or Anthropic's {"type": "error", "error": {"message": ...}};
+ * undefined when the body is none of them.
+ */
+export function errorMessage(response: { body: string }): string | undefined {
+  let parsed: any;
+  try {
+    parsed = JSON.parse(response.body);
+  } catch {
+    return undefined;
+  }
+  const error = parsed?.error;
+  if (typeof error === "string") return error;
+  return typeof error?.message === "string" ? error.message : undefined;
+}
+
 export const bearer = (key: string) => ({ Authorization: `Bearer ${key}` });
 export const basic = (user: string, password: string) => ({
   Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString("base64")}`,

@@ -274,7 +274,7 @@ local function handle_cors(headers, method)
   local origin = headers["origin"]
   if origin == nil then return end
   if type(origin) == "table" or not config.cors_origins[origin] then
-    return errors.exit(403, "origin not allowed by the gateway's CORS settings")
+    return errors.exit(403, "origin not allowed by the gateway's CORS settings", nil, "origin_not_allowed")
   end
   ngx.ctx.cors_origin = origin
   if method == "OPTIONS" and headers["access-control-request-method"] then
@@ -366,7 +366,7 @@ function _M.handle()
     return errors.exit(404, "unknown route: the gateway forwards only Ollama's API routes")
   end
   if class == "blocked" then
-    return errors.exit(403, "this Ollama route is disabled by the gateway")
+    return errors.exit(403, "this Ollama route is disabled by the gateway", nil, "route_disabled")
   end
   -- The model is read before the scope check, so a refused request still logs what it asked for.
   -- $gw_model is "" already (gateway-common.conf): a request naming no model costs no write.
@@ -378,11 +378,11 @@ function _M.handle()
     if asked.model ~= "" then ngx_var.gw_model = asked.model end
   end
   if SCOPE_RANK[record.scope] < SCOPE_RANK[class] then
-    return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')")
+    return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')", nil, "insufficient_scope")
   end
   -- Cloud models and server-side web tools act with the Ollama server's ollama.com identity.
   if asked and asked.cloud and not record.cloud then
-    return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features")
+    return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features", nil, "model_not_allowed")
   end
 
   local retry_after = ratelimit.take(record.rate_key or ((record.hash and "user:" or "key:") .. record.name), record.rate or config.rate)

@@ -87,7 +87,7 @@ function _M.authenticate()
   local scope_value = response_header(res.header, cfg.scope_header)
   local scope = type(scope_value) == "string" and jwt.map_scope(scope_value, cfg.scope_values) or nil
   if not scope then
-    return errors.exit(403, "the external authentication service granted no gateway scope")
+    return errors.exit(403, "the external authentication service granted no gateway scope", nil, "insufficient_scope")
   end
   return { name = name, scope = scope, rate_key = "ext:" .. exact }
 end

@@ -167,7 +167,7 @@ function _M.authenticate(token)
   ngx.var.gw_caller = name
   local scope = _M.map_scope(claims[cfg.scope_claim], cfg.scope_values)
   if not scope then
-    return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')")
+    return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
   -- The bucket is the exact name: two callers whose names log alike never share one.
   return { name = name, scope = scope, rate_key = "jwt:" .. exact }
