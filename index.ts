@@ -2,8 +2,9 @@
  * The Pulumi program: stack config -> validated settings -> one OllamaGateway -> stack outputs.
  * The only module that reads config; components take typed args.
  */
+import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
-import { type CredentialRotationArgs, OllamaGateway } from "./components";
+import { type CredentialRotationArgs, KubernetesGateway, OllamaGateway } from "./components";
 import { rotationClock, rotationState, type RotationState } from "./config/rotation";
 import { CONFIG_KEYS, type CredentialRotation, HS256_ROTATION_NAME, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
 
@@ -41,14 +42,14 @@ const rotationArgs = (name: string, rotation: CredentialRotation | undefined): {
   return { rotation: { generation: state.generation, ...(state.previousLive ? { previousNotAfter: state.previousNotAfter } : {}) } };
 };
 
-const gateway = new OllamaGateway("gateway", {
+// What both targets take the same way: names, TLS, credentials, proxy settings.
+const common = {
   hostname: s.hostname,
   dnsNames: s.dnsNames,
   ipAddresses: s.ipAddresses,
-  bindAddress: s.bindAddress,
   httpPort: s.httpPort,
   httpsPort: s.httpsPort,
-  tls: s.tls.mode === "provided" ? { mode: "provided", certPem: s.tls.certPem, keyPem: pulumi.secret(s.tls.keyPem) } : s.tls,
+  tls: s.tls.mode === "provided" ? { mode: "provided" as const, certPem: s.tls.certPem, keyPem: pulumi.secret(s.tls.keyPem) } : s.tls,
   apiKeys: s.apiKeys.map(({ key, rotation, ...entry }) => ({
     ...entry,
     ...(key !== undefined ? { key: pulumi.secret(key) } : {}),
@@ -71,16 +72,6 @@ const gateway = new OllamaGateway("gateway", {
     },
     cors: { allowedOrigins: s.corsAllowedOrigins },
   },
-  ollama: {
-    image: s.ollamaImage,
-    models: s.models,
-    gpu: s.gpu,
-    keepAlive: s.ollama.keepAlive,
-    numParallel: s.ollama.numParallel,
-    maxLoadedModels: s.ollama.maxLoadedModels,
-  },
-  ...(s.proxyImage !== undefined ? { proxyImage: s.proxyImage } : {}),
-  internalNetwork: s.internalNetwork,
   ...(s.jwt
     ? {
         jwt: (({ hs256Secret, hs256Rotation, ...jwt }) => ({
@@ -92,7 +83,36 @@ const gateway = new OllamaGateway("gateway", {
     : {}),
   ...(s.externalAuth ? { externalAuth: s.externalAuth } : {}),
   network: s.network,
-});
+};
+const ollama = { image: s.ollamaImage, models: s.models, keepAlive: s.ollama.keepAlive, numParallel: s.ollama.numParallel, maxLoadedModels: s.ollama.maxLoadedModels };
+
+const k = s.kubernetes;
+const gateway = k
+  ? new KubernetesGateway(
+      "gateway",
+      {
+        ...common,
+        namespace: k.namespace,
+        createNamespace: k.createNamespace,
+        ollama: { ...ollama, replicas: k.ollamaReplicas, gpus: k.ollamaGpus, storageSize: k.ollamaStorageSize, storageClass: k.ollamaStorageClass },
+        // Required with target kubernetes (stackConfig.ts refuses the stack without it).
+        proxyImage: s.proxyImage!,
+        proxyReplicas: k.proxyReplicas,
+        serviceType: k.serviceType,
+        ...(k.ingress ? { ingress: k.ingress } : {}),
+      },
+      // The current kubeconfig context's cluster. Secrets mutable: a new key updates the Secret in
+      // place, so the kubelet swaps the files under the running proxies instead of a new Secret
+      // (and a rollout) per credential change.
+      { providers: [new k8s.Provider("kubernetes", { enableSecretMutable: true })] },
+    )
+  : new OllamaGateway("gateway", {
+      ...common,
+      bindAddress: s.bindAddress,
+      ollama: { ...ollama, gpu: s.gpu },
+      ...(s.proxyImage !== undefined ? { proxyImage: s.proxyImage } : {}),
+      internalNetwork: s.internalNetwork,
+    });
 
 export const endpoint = gateway.endpoint;
 export const healthUrl = gateway.healthUrl;

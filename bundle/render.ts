@@ -275,6 +275,11 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     // ssl_certificate resolves relative paths against conf/.
     tlsPemPath: `../${TLS_PEM_FILE}`,
     upstreamHostPort: upstream.hostPort,
+    upstreamResolver: spec.upstreamResolver !== undefined,
+    resolverAddress: spec.upstreamResolver?.address ?? "",
+    resolverValidSeconds: String(spec.upstreamResolver?.validSeconds ?? ""),
+    // A variable in proxy_pass makes nginx resolve the name per request (through `resolver`).
+    upstreamTarget: spec.upstreamResolver ? "$gw_upstream" : "ollama",
     upstreamScheme: upstream.scheme,
     upstreamHostHeader: upstream.hostPort,
     tls: spec.tls !== undefined,

@@ -259,6 +259,21 @@ export const gatewaySpecSchema = z
     upstream: z
       .url({ protocol: /^https?$/, error: "use an http(s) URL with host and port, such as http://127.0.0.1:11434" })
       .default("http://127.0.0.1:11434"),
+    /**
+     * A DNS server that nginx asks for `upstream`'s host while it runs (nginx `resolver`), instead
+     * of resolving it once at start: on Kubernetes a restarted Ollama pod comes back with a new
+     * address. Requests spread over every address the name has. Default: resolved once at start.
+     */
+    upstreamResolver: z
+      .strictObject({
+        /** `10.96.0.10`, `kube-dns.kube-system.svc.cluster.local`, `127.0.0.1:5353` or `[fd00::a]:53`. */
+        address: z.string().regex(/^([A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$/, {
+          error: "use a DNS server's address or name, with an optional port, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local",
+        }),
+        /** How long an answer is used before it is asked again (overrides the record's TTL). */
+        validSeconds: seconds(1, 300).default(5),
+      })
+      .optional(),
     listen: z
       .strictObject({
         /** Bind address. Default `127.0.0.1`; `0.0.0.0` or `::` to serve other hosts. */

@@ -89,8 +89,15 @@ const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIF
 /** Likewise for HS256: config files name the algorithms, never a key. */
 const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
 
+/** Where the proxy finds Ollama: the Docker alias by default; on Kubernetes a name it resolves while it runs. */
+export interface ProxyBackend {
+  upstream: string;
+  resolver?: GatewaySpecInput["upstreamResolver"];
+}
+const DOCKER_BACKEND: ProxyBackend = { upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}` };
+
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
-export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number }): GatewaySpecInput {
+export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number }, backend: ProxyBackend = DOCKER_BACKEND): GatewaySpecInput {
   const { jwt, network, ...rest } = settings;
   const allow = network?.allow ?? [];
   return {
@@ -102,7 +109,8 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
       deny: network?.deny ?? [],
       allow: allow.length > 0 && !allow.includes(PROXY_HEALTHCHECK_SOURCE) ? [...allow, PROXY_HEALTHCHECK_SOURCE] : allow,
     },
-    upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}`,
+    upstream: backend.upstream,
+    ...(backend.resolver ? { upstreamResolver: backend.resolver } : {}),
     // Inside the container; the host side is the published port's bind address. Same port
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
     listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
@@ -112,6 +120,55 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
   };
+}
+
+/**
+ * The proxy's validated spec, without credentials: what the proxy (container or pod) cannot run
+ * is refused on `parent`, every problem at once. Its healthcheck runs inside, from 127.0.0.1.
+ */
+export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, ports: { http: number; https?: number }, backend?: ProxyBackend): GatewaySpec {
+  const loopbackDenied = (settings.network?.deny ?? []).filter(coversProxyLoopback);
+  if (loopbackDenied.length > 0)
+    throw new pulumi.ResourceError(
+      `\`network.deny\` has ${loopbackDenied.map((b) => `\`${b}\``).join(", ")}, which covers 127.0.0.1, where the container's healthcheck comes from; remove it.`,
+      parent,
+    );
+  try {
+    return validateSpec(proxySpecInput(settings, ports, backend));
+  } catch (error) {
+    if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, parent);
+    throw error;
+  }
+}
+
+/**
+ * The credential files for `spec` (bundle path -> content), secret end to end: digests, hashes
+ * and the TLS key only ever travel as secret Outputs.
+ */
+export function proxyCredentialFiles(
+  parent: pulumi.Resource,
+  spec: GatewaySpec,
+  credentials: pulumi.Input<SpecCredentials>,
+  tls: AuthProxyArgs["tls"],
+): pulumi.Output<Record<string, string>> {
+  const tlsInput = tls ? pulumi.all([tls.certPem, tls.keyPem]) : pulumi.output(undefined);
+  return pulumi.secret(
+    pulumi.all([credentials, tlsInput]).apply(([given, pems]) => {
+      const hs256Secrets = given.jwtHs256Secrets ?? [];
+      // The spec was validated with a stand-in secret; hold the real ones to the same rules.
+      if (spec.jwt && spec.jwt.algorithms.includes("HS256") !== hs256Secrets.length > 0)
+        throw new pulumi.ResourceError("`jwt.algorithms` and `credentials.jwtHs256Secrets` disagree; give HS256 secrets exactly when `HS256` is listed.", parent);
+      if (hs256Secrets.some((s) => Buffer.byteLength(s.secret, "utf8") < 32))
+        throw new pulumi.ResourceError("`credentials.jwtHs256Secrets` has a secret shorter than 32 bytes (not shown); use at least 32.", parent);
+      return renderCredentialFiles({
+        ...spec,
+        apiKeys: given.apiKeys,
+        basicUsers: given.basicUsers,
+        ...(spec.jwt ? { jwt: { ...spec.jwt, hs256Secrets } } : {}),
+        tls: pems ? { certPem: pems[0], keyPem: pems[1] } : undefined,
+      });
+    }),
+  );
 }
 
 /**
@@ -162,19 +219,7 @@ export class AuthProxy extends pulumi.ComponentResource {
     const a = { ...DEFAULTS, ...args };
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
-    const loopbackDenied = (a.settings.network?.deny ?? []).filter(coversProxyLoopback);
-    if (loopbackDenied.length > 0)
-      throw new pulumi.ResourceError(
-        `\`network.deny\` has ${loopbackDenied.map((b) => `\`${b}\``).join(", ")}, which covers 127.0.0.1, where the container's healthcheck comes from; remove it.`,
-        this,
-      );
-    let spec: GatewaySpec;
-    try {
-      spec = validateSpec(proxySpecInput(a.settings, { http: a.httpPort, https: httpsPort }));
-    } catch (error) {
-      if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, this);
-      throw error;
-    }
+    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort });
     const configFiles = renderConfigFiles(spec, "debian");
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
@@ -183,25 +228,7 @@ export class AuthProxy extends pulumi.ComponentResource {
         this,
       );
 
-    // Secret end to end: digests, hashes and the TLS key only ever travel as secret Outputs.
-    const tlsInput = args.tls ? pulumi.all([args.tls.certPem, args.tls.keyPem]) : pulumi.output(undefined);
-    const credentialFiles = pulumi.secret(
-      pulumi.all([args.credentials, tlsInput]).apply(([credentials, tls]) => {
-        const hs256Secrets = credentials.jwtHs256Secrets ?? [];
-        // The spec was validated with a stand-in secret; hold the real ones to the same rules.
-        if (spec.jwt && spec.jwt.algorithms.includes("HS256") !== hs256Secrets.length > 0)
-          throw new pulumi.ResourceError("`jwt.algorithms` and `credentials.jwtHs256Secrets` disagree; give HS256 secrets exactly when `HS256` is listed.", this);
-        if (hs256Secrets.some((s) => Buffer.byteLength(s.secret, "utf8") < 32))
-          throw new pulumi.ResourceError("`credentials.jwtHs256Secrets` has a secret shorter than 32 bytes (not shown); use at least 32.", this);
-        return renderCredentialFiles({
-          ...spec,
-          apiKeys: credentials.apiKeys,
-          basicUsers: credentials.basicUsers,
-          ...(spec.jwt ? { jwt: { ...spec.jwt, hs256Secrets } } : {}),
-          tls: tls ? { certPem: tls[0], keyPem: tls[1] } : undefined,
-        });
-      }),
-    );
+    const credentialFiles = proxyCredentialFiles(this, spec, args.credentials, args.tls);
 
     // The image ID (repoDigest of a local build) changes with the image's content, so a rebuilt
     // image replaces the containers; a pinned image is pulled once and kept.

@@ -3,3 +3,4 @@ export * from "./Certificates";
 export * from "./Credentials";
 export * from "./OllamaGateway";
 export * from "./OllamaServer";
+export * from "./KubernetesGateway";

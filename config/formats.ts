@@ -7,6 +7,7 @@
 import { z } from "zod";
 import { MODEL_NAME } from "../bundle/models";
 import { gatewaySpecSchema, type Scope, SCOPES } from "../bundle/spec";
+import { SERVICE_TYPES, TARGETS } from "../bundle/targets";
 import { CONFIG_DEFAULTS, type KeyType, TLS_MODES } from "./keys";
 import { key, secretShown, show, withPeriod } from "./messages";
 import type { CredentialConfig, ScopeValues } from "./settings";
@@ -23,6 +24,11 @@ export function parseJsonObject(raw: string): Record<string, unknown> | undefine
 }
 
 export const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+/** Kubernetes object names: a DNS-1123 label (namespaces) or subdomain (most others). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** A Kubernetes resource quantity for storage. */
+const QUANTITY = /^[1-9][0-9]*(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
 export const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
 /** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
 export function isPinnedImage(image: string): boolean {
@@ -57,6 +63,18 @@ export const plainSchema = z.object({
   ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
   ollamaNumParallel: positiveCount.optional(),
   ollamaMaxLoadedModels: positiveCount.optional(),
+  target: z.enum(TARGETS, { error: "use `docker` or `kubernetes`" }),
+  k8sNamespace: z.string().regex(DNS_LABEL, { error: "use a Kubernetes namespace name: lowercase letters, digits and `-`, at most 63, such as `ollama-gateway`" }),
+  k8sCreateNamespace: z.boolean(),
+  ollamaReplicas: positiveCount,
+  ollamaGpus: z.number().int().min(0, { error: "use a whole number from 0 to 16" }).max(16, { error: "use a whole number from 0 to 16" }),
+  ollamaStorageSize: z.string().regex(QUANTITY, { error: "use a Kubernetes quantity such as `50Gi` or `500G`" }),
+  ollamaStorageClass: z.string().regex(DNS_SUBDOMAIN, { error: "use a StorageClass name such as `fast-ssd` (lowercase letters, digits, `-`, `.`)" }).optional(),
+  proxyReplicas: positiveCount,
+  k8sServiceType: z.enum(SERVICE_TYPES, { error: "use `ClusterIP`, `NodePort` or `LoadBalancer`" }),
+  k8sIngressHost: z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com`" }).optional(),
+  k8sIngressClass: z.string().regex(DNS_SUBDOMAIN, { error: "use an IngressClass name such as `nginx` (lowercase letters, digits, `-`, `.`)" }).optional(),
+  k8sIngressTlsSecret: z.string().regex(DNS_SUBDOMAIN, { error: "use a Secret name such as `ollama-tls` (lowercase letters, digits, `-`, `.`)" }).optional(),
 });
 
 /** Coerces one raw string to its declared type; undefined + a message when it does not parse. */

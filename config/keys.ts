@@ -5,6 +5,7 @@
  */
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import { validateSpec } from "../bundle/spec";
+import type { ServiceType, Target } from "../bundle/targets";
 
 export const PROJECT = "ollama-gateway";
 
@@ -75,6 +76,26 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   denyCidrs: { type: "array", description: "Client addresses always refused (403), checked before allowCidrs; may not cover 127.0.0.1." },
   trustedProxyCidrs: { type: "array", description: "Load balancers or reverse proxies in front of the gateway (CIDR blocks or addresses, never /0); only their clientAddressHeader is believed, for allowCidrs, denyCidrs, failed-login limits and logs." },
   clientAddressHeader: { type: "string", description: "Header in which trustedProxyCidrs name the client (X-Forwarded-For, X-Real-IP...); ignored on requests from other addresses." },
+  target: { type: "string", description: "Where the gateway runs: docker (one Docker host) or kubernetes (the cluster of the current kubeconfig context; every k8s* key, ollamaReplicas... and a pushed proxyImage)." },
+  k8sNamespace: { type: "string", description: "Kubernetes: the namespace everything goes in." },
+  k8sCreateNamespace: { type: "boolean", description: "Kubernetes: create k8sNamespace (false: it must exist)." },
+  ollamaReplicas: { type: "integer", description: "Kubernetes: Ollama pods (a StatefulSet), each with its own model volume and every configured model." },
+  ollamaGpus: { type: "integer", description: "Kubernetes: nvidia.com/gpu per Ollama pod (needs the NVIDIA device plugin); 0 = none." },
+  ollamaStorageSize: { type: "string", description: "Kubernetes: size of each Ollama pod's model volume (a quantity such as 50Gi)." },
+  ollamaStorageClass: { type: "string", unset: "", description: "Kubernetes: StorageClass of the model volumes; \"\" = the cluster's default class." },
+  proxyReplicas: { type: "integer", description: "Kubernetes: proxy pods (a Deployment). Each enforces rateLimit divided by this, so a caller's limit holds across them." },
+  k8sServiceType: { type: "string", description: "Kubernetes: type of the proxy's Service: ClusterIP, NodePort or LoadBalancer." },
+  k8sIngressHost: { type: "string", unset: "", description: "Kubernetes: host of an Ingress to the proxy (needs tlsMode none: TLS ends at the Ingress); \"\" = no Ingress." },
+  k8sIngressClass: { type: "string", unset: "", description: "Kubernetes: ingressClassName of the Ingress; \"\" = the cluster's default class." },
+  k8sIngressTlsSecret: { type: "string", unset: "", description: "Kubernetes: a TLS Secret in k8sNamespace for k8sIngressHost (managed outside this stack, e.g. by cert-manager); \"\" = plain HTTP at the Ingress." },
+};
+
+/** Keys that only mean something on Kubernetes, and keys of the Docker form that mean nothing there. */
+export const KUBERNETES_KEYS = ["k8sNamespace", "k8sCreateNamespace", "ollamaReplicas", "ollamaGpus", "ollamaStorageSize", "ollamaStorageClass", "proxyReplicas", "k8sServiceType", "k8sIngressHost", "k8sIngressClass", "k8sIngressTlsSecret"];
+export const DOCKER_ONLY_KEYS: Record<string, string> = {
+  bindAddress: "the Service (`k8sServiceType`) and the Ingress decide who reaches the proxy",
+  gpu: "use `ollamaGpus` (GPUs per Ollama pod)",
+  internalNetwork: "the NetworkPolicy admits only the proxy pods to Ollama; egress is the cluster's to restrict",
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
@@ -119,4 +140,12 @@ export const CONFIG_DEFAULTS = {
   denyCidrs: [] as string[],
   trustedProxyCidrs: [] as string[],
   clientAddressHeader: "X-Forwarded-For",
+  target: "docker" as Target,
+  k8sNamespace: "ollama-gateway",
+  k8sCreateNamespace: true,
+  ollamaReplicas: 1,
+  ollamaGpus: 0,
+  ollamaStorageSize: "50Gi",
+  proxyReplicas: 2,
+  k8sServiceType: "ClusterIP" as ServiceType,
 };

@@ -1,5 +1,6 @@
 /** What a validated stack config becomes: plain values, typed; index.ts wraps the secret ones. */
 import type { Scope } from "../bundle/spec";
+import type { ServiceType, Target } from "../bundle/targets";
 import type { OnDemandRotation, RotationPolicy } from "./rotation";
 
 export interface CredentialConfig {
@@ -73,6 +74,21 @@ export interface StackSettings {
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
   network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+  target: Target;
+  /** Undefined unless `target` is `kubernetes`. */
+  kubernetes?: KubernetesSettings;
+}
+
+export interface KubernetesSettings {
+  namespace: string;
+  createNamespace: boolean;
+  ollamaReplicas: number;
+  ollamaGpus: number;
+  ollamaStorageSize: string;
+  ollamaStorageClass?: string;
+  proxyReplicas: number;
+  serviceType: ServiceType;
+  ingress?: { host: string; className?: string; tlsSecret?: string };
 }
 
 export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };

@@ -17,6 +17,7 @@ import {
 import { CONFIG_DEFAULTS, CONFIG_KEYS, DEFAULT_OLLAMA_IMAGE, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
 import { key, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
+import { checkTarget, kubernetesSettings } from "./kubernetesConfig";
 import { parseRotation, parseRotationGenerations } from "./rotationConfig";
 import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME, type JwtSettings, type StackConfigResult } from "./settings";
 
@@ -61,6 +62,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ollamaKeepAlive: get("ollamaKeepAlive"),
       ollamaNumParallel: coerced.ollamaNumParallel,
       ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
+      ...Object.fromEntries(["target", "k8sNamespace", "k8sCreateNamespace", "ollamaReplicas", "ollamaGpus", "ollamaStorageSize", "proxyReplicas", "k8sServiceType"].map((name) => [name, get(name as keyof typeof CONFIG_DEFAULTS)])),
+      ...Object.fromEntries(["ollamaStorageClass", "k8sIngressHost", "k8sIngressClass", "k8sIngressTlsSecret"].map((name) => [name, coerced[name]])),
     },
     { reportInput: true },
   );
@@ -223,6 +226,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   if (tlsMode !== "none" && get("httpPort") === get("httpsPort"))
     errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
 
+  checkTarget(get, coerced, isSet, errors);
+
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
     errors.push(
@@ -236,6 +241,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   }
 
   if (errors.length > 0) return { ok: false, errors };
+  const kubernetes = kubernetesSettings(get, coerced);
   return {
     ok: true,
     settings: {
@@ -273,6 +279,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
+      target: get("target"),
+      ...(kubernetes ? { kubernetes } : {}),
     },
   };
 }

@@ -60,6 +60,16 @@ describe("parseSpec", () => {
       "`tls` must be set (certPem and keyPem) when `listen.https` is set",
     ]);
   });
+
+  it("takes a DNS server for the upstream only as an address or name, never nginx syntax", () => {
+    const result = parseSpec({ upstreamResolver: { address: "10.96.0.10 ipv6=off; include /etc/passwd", validSeconds: 0 } });
+    expect(result.ok ? [] : result.errors).toEqual([
+      "`upstreamResolver.address` is \"10.96.0.10 ipv6=off; include /etc/passwd\"; use a DNS server's address or name, with an optional port, such as 10.96.0.10 or kube-dns.kube-system.svc.cluster.local",
+      "`upstreamResolver.validSeconds` is 0; use a whole number of seconds from 1 to 300",
+    ]);
+    for (const address of ["10.96.0.10", "kube-dns.kube-system.svc.cluster.local", "127.0.0.1:5353", "[fd00::a]:53"])
+      expect(parseSpec({ upstreamResolver: { address } }).ok, address).toBe(true);
+  });
 });
 
 describe("renderer", () => {

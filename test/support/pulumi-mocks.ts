@@ -133,6 +133,9 @@ export function computed(type: string, name: string, inputs: Record<string, any>
     case "docker:index/container:Container":
       return { name: inputs.name ?? autoName(name) };
     default:
+      // Kubernetes objects without `metadata.name` get the provider's auto-name (name and a suffix).
+      if (type.startsWith("kubernetes:") && inputs.metadata && inputs.metadata.name === undefined)
+        return { metadata: { ...inputs.metadata, name: autoName(name) } };
       return {};
   }
 }
@@ -272,4 +275,14 @@ export const TYPES = {
   selfSignedCert: "tls:index/selfSignedCert:SelfSignedCert",
   certRequest: "tls:index/certRequest:CertRequest",
   locallySignedCert: "tls:index/locallySignedCert:LocallySignedCert",
+  k8sProvider: "pulumi:providers:kubernetes",
+  namespace: "kubernetes:core/v1:Namespace",
+  service: "kubernetes:core/v1:Service",
+  configMap: "kubernetes:core/v1:ConfigMap",
+  secret: "kubernetes:core/v1:Secret",
+  statefulSet: "kubernetes:apps/v1:StatefulSet",
+  deployment: "kubernetes:apps/v1:Deployment",
+  pdb: "kubernetes:policy/v1:PodDisruptionBudget",
+  networkPolicy: "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+  ingress: "kubernetes:networking.k8s.io/v1:Ingress",
 } as const;

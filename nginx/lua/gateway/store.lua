@@ -30,6 +30,8 @@ local NAME_PATTERN = "^[%w][%w%._@%-]*$"
 local stat_buf = ffi.new("uint64_t[32]")
 local stat_ok = pcall(function() return ffi.C.stat end)
 
+-- stat(2) follows symlinks: in a Kubernetes Secret volume (`name -> ..data/name`, `..data` swapped
+-- by a rename) it sees the current version's file, whose inode differs from the previous one's.
 local function file_signature(path)
   if stat_ok then
     if ffi.C.stat(path, stat_buf) ~= 0 then
