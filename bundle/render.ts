@@ -59,6 +59,18 @@ export function workerFileLimit(spec: Pick<GatewaySpec, "workerConnections">): n
   return 2 * spec.workerConnections + 128;
 }
 
+/** bcrypt verifications one client address may have in flight at once; more get 429. */
+export const BCRYPT_IN_FLIGHT_PER_ADDRESS = 2;
+
+/**
+ * bcrypt verifications one worker may have in flight (running or queued for its thread pool); more
+ * get 429. A few per thread keep a short queue, so a burst of logins waits a few bcrypts at most.
+ * Each holds a Lua VM of the pool (`lua_worker_thread_vm_pool_size`, rendered from this).
+ */
+export function bcryptInFlightPerWorker(spec: Pick<GatewaySpec, "bcryptThreads">): number {
+  return 4 * spec.bcryptThreads;
+}
+
 /** `https://host[:port]` plain-HTTP clients are sent to, or undefined when no fixed host is configured. */
 export function httpsBaseUrl(spec: Pick<GatewaySpec, "tls" | "serverName" | "redirectHost" | "listen">): string | undefined {
   const host = spec.redirectHost ?? (spec.serverName === "_" ? undefined : spec.serverName);
@@ -253,8 +265,10 @@ export function renderConfigLua(spec: GatewaySpec): string {
     "  basic_cache_ttl = 600,",
     "  -- A wrong password is remembered this long, so repeating it costs no bcrypt.",
     "  basic_negative_ttl = 60,",
-    "  -- Failed authentications per client address before it gets 429 without any bcrypt work.",
-    "  failed_auth = { max_failures = 20, window_seconds = 60 },",
+    "  -- Failed authentications per client address and window (spec `failedAuth`) before 429, and",
+    "  -- bcrypt verifications in flight per address and per worker (gateway/failed_auth.lua).",
+    `  failed_auth = { basic = ${spec.failedAuth.basic}, token = ${spec.failedAuth.token}, window_seconds = ${spec.failedAuth.windowSeconds},`,
+    `    bcrypt_per_address = ${BCRYPT_IN_FLIGHT_PER_ADDRESS}, bcrypt_per_worker = ${bcryptInFlightPerWorker(spec)} },`,
     "  cors_origins = {",
     ...origins,
     "  },",
@@ -279,6 +293,7 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     errorLog: spec.errorLog,
     accessLog: spec.accessLog,
     bcryptThreads: String(spec.bcryptThreads),
+    bcryptInFlightPerWorker: String(bcryptInFlightPerWorker(spec)),
     retryAfterSeconds: String(RETRY_AFTER_SECONDS),
     // ssl_certificate resolves relative paths against conf/.
     tlsPemPath: `../${TLS_PEM_FILE}`,

@@ -69,6 +69,38 @@ function exactlyOneOf(a: string, b: string) {
   };
 }
 
+/** Fewer distinct characters than this make a key guessable however long it is (`aaaa…`). */
+export const MIN_DISTINCT_KEY_CHARACTERS = 8;
+
+/**
+ * Words that mark a key copied from documentation or a template rather than generated: such a
+ * key is public however random the rest looks.
+ */
+const PLACEHOLDER_WORDS = /changeme|change-me|change_me|example|placeholder|your-?key|your_key|replace|sample|dummy|xxxxxx|<|>/i;
+
+/** A key given in clear (current or previous) must not be guessable; the message names the entry, never the key. */
+function notGuessable(entry: { name: string; key?: string; previous?: { key?: string } }, ctx: z.RefinementCtx) {
+  for (const [path, key] of [[["key"], entry.key], [["previous", "key"], entry.previous?.key]] as const) {
+    if (key !== undefined && PLACEHOLDER_WORDS.test(key)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [...path],
+        input: key,
+        message: `use a key of your own (\`openssl rand -hex 24\`): the key of \`${entry.name}\` looks like a placeholder or a documentation example (a word such as \`changeme\`, \`example\` or \`your-key\`), which others know too`,
+      });
+      continue;
+    }
+    const distinct = key === undefined ? MIN_DISTINCT_KEY_CHARACTERS : new Set(key).size;
+    if (distinct < MIN_DISTINCT_KEY_CHARACTERS)
+      ctx.addIssue({
+        code: "custom",
+        path: [...path],
+        input: key,
+        message: `use a random key instead (\`openssl rand -hex 24\`): the key of \`${entry.name}\` has only ${distinct} distinct character${distinct === 1 ? "" : "s"} (at least ${MIN_DISTINCT_KEY_CHARACTERS}), so it can be guessed`,
+      });
+  }
+}
+
 const apiKeyEntry = z.strictObject({
   name,
   /** The key itself (the CLI digests it; it never reaches the bundle). */
@@ -83,7 +115,7 @@ const apiKeyEntry = z.strictObject({
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
-}).superRefine(exactlyOneOf("key", "keySha256"));
+}).superRefine(exactlyOneOf("key", "keySha256")).superRefine(notGuessable);
 
 const basicUserEntry = z.strictObject({
   name,
@@ -373,6 +405,18 @@ export const gatewaySpecSchema = z
       .optional(),
     /** Threads that run bcrypt off the event loop, per worker. */
     bcryptThreads: z.number().int().min(1).max(64).default(2),
+    /**
+     * Failed authentications per client address (an IPv6 client by its /64) within
+     * `windowSeconds` before it gets 429 with Retry-After: `basic` wrong passwords (counted before
+     * bcrypt starts), `token` wrong API keys and JWTs. The window starts at the first failure.
+     */
+    failedAuth: z
+      .strictObject({
+        basic: z.number().int().min(1, { error: "use a whole number of attempts from 1 to 10000" }).max(10_000, { error: "use a whole number of attempts from 1 to 10000" }).default(20),
+        token: z.number().int().min(1, { error: "use a whole number of attempts from 1 to 100000" }).max(100_000, { error: "use a whole number of attempts from 1 to 100000" }).default(60),
+        windowSeconds: seconds(1, 86_400).default(60),
+      })
+      .default({ basic: 20, token: 60, windowSeconds: 60 }),
     /** JWT bearer tokens verified in the proxy (README, "Enterprise authentication"). */
     jwt: jwtSection.optional(),
     /** An external service that decides requests the gateway does not recognise (or all of them). */

@@ -127,12 +127,12 @@ export function parseRateLimit(raw: string, errors: string[]) {
 }
 
 /** Messages for supplied keys and passwords, from the gateway spec's own rules, without values. */
-export function checkSuppliedSecret(field: "key" | "password", value: unknown, label: string, errors: string[]) {
+export function checkSuppliedSecret(field: "key" | "password", value: unknown, label: string, name: string, errors: string[]) {
   if (typeof value !== "string") {
     errors.push(`${key(label)} is of type ${value === null ? "null" : typeof value}; use a string.`);
     return;
   }
-  const entry = field === "key" ? { name: "x", scope: "read", key: value } : { name: "x", scope: "read", password: value };
+  const entry = field === "key" ? { name, scope: "read", key: value } : { name, scope: "read", password: value };
   const result = gatewaySpecSchema.safeParse({ [field === "key" ? "apiKeys" : "basicUsers"]: [entry] });
   if (result.success) return;
   for (const issue of result.error.issues) errors.push(`${key(label)} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
@@ -163,7 +163,7 @@ export function parseSuppliedSecrets(raw: string, settings: { apiKeys: Credentia
         errors.push(`${key(label)} names no entry of ${key(group)}; add \`${name}:<scope>\` there or remove the secret.`);
         continue;
       }
-      checkSuppliedSecret(group === "apiKeys" ? "key" : "password", secret, label, errors);
+      checkSuppliedSecret(group === "apiKeys" ? "key" : "password", secret, label, name, errors);
       if (typeof secret === "string") supplied[group].set(name, secret);
     }
   }

@@ -3,7 +3,6 @@
  * connection floods from one address, the health probe, the plain-HTTP port with TLS on, what
  * reaches the error log, and access-log lines that stay valid JSON and keep who did what.
  */
-import http from "node:http";
 import net from "node:net";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -12,43 +11,14 @@ import { workerFileLimit } from "../bundle/render";
 import { parseSpec } from "../bundle/spec";
 import { makeCertificates } from "./support/certs";
 import { type FakeOllama, FAKE_MODEL, startFakeOllama } from "./support/fake-ollama";
-import { rawRequest } from "./support/http";
+import { type Answer, rawRequest, send } from "./support/http";
 import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
 
-const KEY = "edge-key-000000000000000000000000000000";
+const KEY = "edge-key-0123456789abcdef000000000000";
 const QUERY_SECRET = "query-secret-9f3c2a7e5b1d";
 const REFERER_SECRET = "referer-token-4e8a1c6f0d2b";
 /** Another client address on loopback: its requests must keep being answered during a flood. */
 const OTHER_CLIENT = "127.0.0.2";
-
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-  ms: number;
-}
-
-/** One request on a fresh connection, from `localAddress`; status 0 when no answer within `timeoutMs`. */
-function send(url: string, init: { method?: string; headers?: Record<string, string>; body?: string; localAddress?: string; timeoutMs?: number } = {}): Promise<Answer> {
-  const started = performance.now();
-  return new Promise((resolve) => {
-    const finish = (status: number, headers: http.IncomingHttpHeaders = {}, body = "") =>
-      resolve({ status, headers, body, ms: Math.round(performance.now() - started) });
-    const req = http.request(url, { method: init.method ?? "GET", headers: init.headers, localAddress: init.localAddress, agent: false }, (res) => {
-      let body = "";
-      res.setEncoding("utf8");
-      res.on("data", (d) => (body += d));
-      res.on("end", () => finish(res.statusCode!, res.headers, body));
-      res.on("error", () => finish(res.statusCode!, res.headers, body));
-    });
-    req.setTimeout(init.timeoutMs ?? 5000, () => {
-      req.destroy();
-      finish(0);
-    });
-    req.on("error", () => finish(0));
-    req.end(init.body);
-  });
-}
 
 /** Opens `count` connections from 127.0.0.1, each sending `payload` once connected. */
 async function flood(port: number, count: number, payload: string) {

@@ -28,6 +28,9 @@ const specWith = (generation: number): GatewaySpecInput => ({
   ],
   basicUsers: [{ name: "steady-user", password: USER_PASSWORD, scope: "inference" }],
   rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
+  // Every version checks that the old key is refused, over a hundred times in all: this suite is
+  // about when it is refused, not the per-address failure limit (test/abuse-auth.test.ts).
+  failedAuth: { token: 100_000 },
 });
 
 /** Streaming chats with the steady key, and Basic-authenticated tags, until stopped. */

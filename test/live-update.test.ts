@@ -12,7 +12,7 @@ import { basic, bearer, request } from "./support/http";
 import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const STEADY_KEY = "steady-key-00000000000000000000000";
-const ADDED_KEY = "added-key-000000000000000000000000";
+const ADDED_KEY = "added-key-0123456789abcdef000000";
 const REMOVED_KEY = "removed-key-00000000000000000000000";
 const USER_PASSWORD = "steady-password-1";
 

@@ -287,7 +287,7 @@ describe("stack variants", () => {
   });
 
   it("uses supplied secrets and serves plain HTTP without TLS", async () => {
-    const key = "k".repeat(32);
+    const key = "supplied-key-5f8c2a9e7d1b4f6a";
     const { program, resources } = await evaluate({
       ...devStackConfig(),
       tlsMode: "none",

@@ -294,7 +294,7 @@ describe("rotation config validation", () => {
       '`ollama-gateway:rotation[1]` is a second policy for "app"; give each credential one policy.',
       '`ollama-gateway:rotationGenerations.app` is 3; use {"generation": <whole number, 0 or more>, "at": "<ISO 8601 time>"}, such as {"generation": 1, "at": "2026-11-05T10:00:00Z"}.',
     ]);
-    expect(errorsOf({ rotation: '["app:30d:48h"]', suppliedSecrets: JSON.stringify({ apiKeys: { app: "k".repeat(32) } }) })).toEqual([
+    expect(errorsOf({ rotation: '["app:30d:48h"]', suppliedSecrets: JSON.stringify({ apiKeys: { app: "supplied-key-3e9a7c1f5b2d8e4a" } }) })).toEqual([
       '`ollama-gateway:rotation[0]` names "app", whose secret is given in `suppliedSecrets`; the program can only rotate secrets it generates: remove it from `suppliedSecrets` or remove the policy.',
     ]);
     expect(errorsOf({ rotation: '["app:30d:48h"]', rotationGenerations: "app=1" })).toEqual([

@@ -16,7 +16,7 @@ import { basic, bearer, request } from "./support/http";
 import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const OLD_KEY = "old-key-00000000000000000000000000000";
-const NEW_KEY = "new-key-11111111111111111111111111111";
+const NEW_KEY = "new-key-1111111111111111111111111abcd";
 const OLD_PASSWORD = "old-password-0000";
 const NEW_PASSWORD = "new-password-1111";
 const RATE = { requestsPerSecond: 100_000, burst: 100_000 };
@@ -69,6 +69,9 @@ describe.runIf(nginxTestsEnabled)("rotation on the real nginx", () => {
       apiKeys: [{ name: "app", key: OLD_KEY, scope: "inference" }],
       basicUsers: [{ name: "alice", password: OLD_PASSWORD, scope: "inference" }],
       rateLimit: RATE,
+      // The stale client below sends hundreds of refused keys: this suite checks when they are
+      // refused, not the per-address failure limit (test/abuse-auth.test.ts does).
+      failedAuth: { token: 100_000 },
     };
     beforeAll(async () => {
       gateway = await startGateway({ upstreamUrl: fake.url, spec: before });

@@ -117,6 +117,18 @@ describe("render CLI", () => {
     expect(existsSync(path.join(dir, "bundle"))).toBe(false);
   });
 
+  it("refuses keys that look like placeholders or documentation examples, never showing them", () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "render-cli-"));
+    const specFile = path.join(dir, "spec.json");
+    const copied = ["sk-your-key-here-0123456789", "CHANGEME-0123456789abcdefgh", "example-api-key-0123456789ab"];
+    writeFileSync(specFile, JSON.stringify({ apiKeys: copied.map((key, i) => ({ name: `app${i}`, key, scope: "inference" })) }));
+    const result = cli(["--config", specFile, "--out", path.join(dir, "bundle"), "--flavor", "debian"]);
+    expect(result.status).toBe(2);
+    for (const i of [0, 1, 2]) expect(result.stderr).toContain(`\`apiKeys[${i}].key\` is a secret of ${copied[i].length} characters (not shown); use a key of your own`);
+    for (const key of copied) expect(result.stderr).not.toContain(key);
+    expect(existsSync(path.join(dir, "bundle"))).toBe(false);
+  });
+
   it("renders a bundle, and re-rendering unchanged input rewrites nothing", () => {
     const dir = mkdtempSync(path.join(tmpdir(), "render-cli-"));
     const specFile = path.join(dir, "spec.json");

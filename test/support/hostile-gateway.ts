@@ -53,6 +53,9 @@ export function useHostileGateway(): HostileGateway {
         rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
         // The load battery runs 100 concurrent streams from one address (default limit 64).
         connectionsPerAddress: 1000,
+        // Thousands of wrong keys and tokens from one address: each must be refused with the
+        // status its case names, not with the per-address limit's 429 (test/abuse-auth.test.ts).
+        failedAuth: { token: 100_000 },
       },
     });
     context.port = portOf(context.gateway);

@@ -121,3 +121,35 @@ export function streamChat(baseUrl: string, ca: string | undefined, headers: Rec
     req.end(body);
   });
 }
+
+export interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  ms: number;
+}
+
+/** One request on a fresh connection, from `localAddress`; status 0 when no answer within `timeoutMs` (5 s). */
+export function send(
+  url: string,
+  init: { method?: string; headers?: Record<string, string>; body?: string; localAddress?: string; timeoutMs?: number } = {},
+): Promise<Answer> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    const finish = (status: number, headers: http.IncomingHttpHeaders = {}, body = "") =>
+      resolve({ status, headers, body, ms: Math.round(performance.now() - started) });
+    const req = http.request(url, { method: init.method ?? "GET", headers: init.headers, localAddress: init.localAddress, agent: false }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d) => (body += d));
+      res.on("end", () => finish(res.statusCode!, res.headers, body));
+      res.on("error", () => finish(res.statusCode!, res.headers, body));
+    });
+    req.setTimeout(init.timeoutMs ?? 5000, () => {
+      req.destroy();
+      finish(0);
+    });
+    req.on("error", () => finish(0));
+    req.end(init.body);
+  });
+}

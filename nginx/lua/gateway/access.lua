@@ -11,6 +11,7 @@ local external_auth = require "gateway.external_auth"
 local edge = require "gateway.edge"
 local body = require "gateway.body"
 local pool = require "gateway.pool"
+local failed_auth = require "gateway.failed_auth"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -19,7 +20,7 @@ local re_match = ngx.re.match
 local str_find = string.find
 local str_sub = string.sub
 local basic_cache = ngx.shared.gw_basic_cache
-local failures = ngx.shared.gw_failures
+local unpack = unpack
 
 local _M = {}
 
@@ -48,8 +49,17 @@ local function contains(subject, regex)
   return from ~= nil or err ~= nil
 end
 
+local function challenge()
+  return { ["WWW-Authenticate"] = next(store.users) and BOTH_CHALLENGE or BEARER_CHALLENGE }
+end
+
 local function unauthorized(message)
-  return errors.exit(401, message, { ["WWW-Authenticate"] = next(store.users) and BOTH_CHALLENGE or BEARER_CHALLENGE })
+  return errors.exit(401, message, challenge())
+end
+
+-- A wrong API key: counted per client address (gateway/failed_auth.lua).
+local function token_refused(message)
+  return failed_auth.token_refused(message, challenge())
 end
 
 -- Raw paths that nginx and Ollama's router could read differently are refused: percent
@@ -92,34 +102,53 @@ end
 -- 100,000, and for wrong keys too.
 local function check_api_key(token, source)
   if #token > 512 or not re_find(token, RE_TOKEN68, "jo") then
-    return unauthorized("malformed " .. source)
+    return token_refused("malformed " .. source)
   end
   if store.api_keys_status ~= "ok" then
     return errors.exit(503, "API keys are unavailable: the gateway's credential store could not be read")
   end
   local record = store.api_keys[crypto.sha256_hex(token)]
   if not record or not live(record, ngx.time()) then
-    return unauthorized("invalid API key")
+    return token_refused("invalid API key")
   end
   return record
-end
-
-local function note_failure(client)
-  local count = failures:incr(client, 1, 0, config.failed_auth.window_seconds)
-  return count
 end
 
 -- Basic: bcrypt is verified in the thread pool once; afterwards a digest of (hash, password)
 -- in a shared dict proves the pair was verified. The digest includes the stored hash, so a
 -- changed or removed password never matches a cached entry.
--- Unknown user names cost a bcrypt too, against a decoy (a real hash's cost, a salt no password
--- was hashed with), so response time does not tell which names exist.
-local function decoy_entries()
-  local _, list = next(store.users)
-  if not list then return nil end
-  local hash = list[1].hash
+-- A wrong password costs the same bcrypts whoever it is for: every check runs against two hashes,
+-- the user's live ones padded with decoys (a real hash's cost, a salt no password was hashed
+-- with). So timing tells neither which names exist nor who is mid-rotation (a live `previous`).
+local DECOY_SALT_CHARS = { "a", "b", "c" }
+local function decoy(hash, i)
   local salt_char = str_sub(hash, 8, 8)
-  return { { hash = str_sub(hash, 1, 7) .. (salt_char == "a" and "b" or "a") .. str_sub(hash, 9), decoy = true } }
+  for _, c in ipairs(DECOY_SALT_CHARS) do
+    if c ~= salt_char then
+      i = i - 1
+      if i == 0 then return { hash = str_sub(hash, 1, 7) .. c .. str_sub(hash, 9), decoy = true } end
+    end
+  end
+end
+
+local function candidates(name, now)
+  local list = {}
+  for _, entry in ipairs(store.users[name] or {}) do
+    if live(entry, now) then list[#list + 1] = entry end
+  end
+  local model = list[1]
+  if not model then
+    local _, any = next(store.users)
+    model = any and any[1]
+  end
+  while model and #list < 2 do list[#list + 1] = decoy(model.hash, #list + 1) end
+  return list
+end
+
+local BAD_PASSWORD = "invalid user name or password"
+
+local function basic_refused()
+  return failed_auth.basic_refused(BAD_PASSWORD, { ["WWW-Authenticate"] = BOTH_CHALLENGE })
 end
 
 local function check_basic(encoded)
@@ -140,46 +169,55 @@ local function check_basic(encoded)
   -- crypt_r reads the password as a C string and bcrypt uses only its first 72 bytes: refuse
   -- what it would silently cut (otherwise "password\0anything" would match "password").
   if #password > 72 or password:find("\0", 1, true) then
-    note_failure(ngx_var.binary_remote_addr)
-    return unauthorized("invalid user name or password")
+    return basic_refused()
   end
   if store.users_status ~= "ok" then
     return errors.exit(503, "Basic users are unavailable: the gateway's credential store could not be read")
   end
-  local entries = store.users[name] or decoy_entries()
-  local now = ngx.time()
-  if entries then
-    for _, entry in ipairs(entries) do
-      if live(entry, now) then
-        local cache_key = crypto.sha256_hex(entry.hash .. "\0" .. password)
-        local cached = basic_cache:get(cache_key)
-        if cached == 1 and not entry.decoy then
-          entry.name = name
-          return entry
-        end
-        if cached == nil then
-          -- A client that keeps failing gets 429 before any more bcrypt work is spent on it.
-          local client = ngx_var.binary_remote_addr
-          if (failures:get(client) or 0) >= config.failed_auth.max_failures then
-            return errors.exit(429, "too many failed authentication attempts; retry later",
-              { ["Retry-After"] = tostring(config.failed_auth.window_seconds) })
-          end
-          local ok, matched, err = ngx.run_worker_thread("gw_bcrypt", "gateway.bcrypt_worker", "verify", password, entry.hash)
-          if not ok or matched == nil then
-            ngx.log(ngx.ERR, "ollama-gateway: bcrypt verification failed: ", tostring(matched or err))
-            return errors.exit(503, "password verification is unavailable")
-          end
-          basic_cache:set(cache_key, matched and 1 or 0, matched and config.basic_cache_ttl or config.basic_negative_ttl)
-          if matched and not entry.decoy then
-            entry.name = name
-            return entry
-          end
-        end
-      end
+  local entries = candidates(name, ngx.time())
+  local cache_keys, hashes, unverified = {}, {}, false
+  for i, entry in ipairs(entries) do
+    cache_keys[i] = crypto.sha256_hex(entry.hash .. "\0" .. password)
+    hashes[i] = entry.hash
+    local cached = basic_cache:get(cache_keys[i])
+    if cached == 1 and not entry.decoy then
+      entry.name = name
+      return entry
+    end
+    if cached == nil then unverified = true end
+  end
+  -- No Basic users at all, or this password was found wrong for every hash a minute ago.
+  if not unverified then return basic_refused() end
+
+  -- Counted as a failure before it starts; 429 past the limit or when no slot is free.
+  local ticket = failed_auth.start_bcrypt()
+  local ok, matched, err = ngx.run_worker_thread("gw_bcrypt", "gateway.bcrypt_worker", "first_match", password, unpack(hashes))
+  local entry = ok and matched and entries[matched]
+  local verified = entry and not entry.decoy
+  -- Only a completed check that found the password wrong stays counted as a failure.
+  failed_auth.finish_bcrypt(ticket, verified or not ok or matched == nil)
+  if not ok then
+    -- The worker's thread VMs or the pool's queue are all taken: a capacity limit, not a fault.
+    local reason = tostring(matched)
+    if reason:find("no available Lua vm", 1, true) or reason:find("task_post", 1, true) then
+      ngx.log(ngx.WARN, "ollama-gateway: bcrypt verification refused: ", reason)
+      return failed_auth.busy()
     end
   end
-  note_failure(ngx_var.binary_remote_addr)
-  return unauthorized("invalid user name or password")
+  if not ok or matched == nil then
+    ngx.log(ngx.ERR, "ollama-gateway: bcrypt verification failed: ", tostring(ok and err or matched))
+    return errors.exit(503, "password verification is unavailable")
+  end
+  -- The worker stops at the first match: hashes before it are known wrong, after it unknown.
+  for i = 1, matched == 0 and #entries or matched do
+    basic_cache:set(cache_keys[i], i == matched and 1 or 0, i == matched and config.basic_cache_ttl or config.basic_negative_ttl)
+  end
+  if verified then
+    entry.name = name
+    return entry
+  end
+  -- Counted already, by start_bcrypt.
+  return errors.exit(401, BAD_PASSWORD, { ["WWW-Authenticate"] = BOTH_CHALLENGE })
 end
 
 local function authenticate(headers)

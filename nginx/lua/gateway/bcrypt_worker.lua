@@ -14,7 +14,7 @@ local data = ffi.new("char[?]", CRYPT_DATA_SIZE)
 local _M = {}
 
 --- Returns true when `password` matches `hash`, false when not, nil and a reason on error.
-function _M.verify(password, hash)
+local function verify(password, hash)
   ffi.fill(data, CRYPT_DATA_SIZE)
   local result = ffi.C.crypt_r(password, hash, data)
   if result == nil then
@@ -30,6 +30,18 @@ function _M.verify(password, hash)
     diff = bit.bor(diff, bit.bxor(computed:byte(i), hash:byte(i)))
   end
   return diff == 0
+end
+
+--- The position of the first of `...` (bcrypt hashes) that `password` matches, 0 when none
+--- does, nil and a reason on error. A wrong password is checked against every hash, so it
+--- costs the same however many of them are real (access.lua pads the list with decoys).
+function _M.first_match(password, ...)
+  for i = 1, select("#", ...) do
+    local matched, err = verify(password, (select(i, ...)))
+    if matched == nil then return nil, err end
+    if matched then return i end
+  end
+  return 0
 end
 
 return _M

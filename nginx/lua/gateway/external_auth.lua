@@ -9,15 +9,17 @@
 --   anything else refused with 503 (fail closed): 5xx, 3xx, 404, timeout, connection refused
 --
 -- Mode `fallback` (default): credentials the gateway recognises itself are decided locally
--- (a known API key, a JWT when `jwt` is configured, a Basic user that exists, and any
--- credential of a kind whose local store is unreadable); everything else (no credentials,
--- unknown keys, other schemes, cookies) goes to the service. Mode `exclusive`: every request
--- goes to the service and local credentials are not used.
+-- (a known API key, a JWT when `jwt` is configured, Basic credentials while any local Basic
+-- user exists, and any credential of a kind whose local store is unreadable); everything else
+-- (no credentials, unknown keys, Basic when there are no local users, other schemes, cookies)
+-- goes to the service. Mode `exclusive`: every request goes to the service and local
+-- credentials are not used.
 local config = require "gateway.config"
 local store = require "gateway.store"
 local crypto = require "gateway.crypto"
 local errors = require "gateway.errors"
 local jwt = require "gateway.jwt"
+local names = require "gateway.names"
 
 local ngx = ngx
 local cfg = config.external_auth
@@ -39,10 +41,10 @@ local function local_credential(authorization, api_key)
   if scheme == "bearer" then
     return jwt.looks_like_jwt(credentials) or known_api_key(credentials)
   elseif scheme == "basic" then
-    if store.users_status ~= "ok" then return true end
-    local decoded = ngx.decode_base64(credentials)
-    local name = decoded and decoded:match("^([^:]*):")
-    return name ~= nil and store.users[name] ~= nil
+    -- While there are local Basic users, every Basic credential is decided locally: an unknown
+    -- name gets the same 401 (after the same decoy bcrypt) as a known name with a wrong
+    -- password, so names cannot be told apart by who answers.
+    return store.users_status ~= "ok" or next(store.users) ~= nil
   end
   return false
 end
@@ -76,18 +78,18 @@ function _M.authenticate()
       " (timeout, unreachable or failing); refusing the request")
     return errors.exit(503, "the external authentication service is unavailable")
   end
-  local name = response_header(res.header, cfg.name_header)
-  name = type(name) == "string" and jwt.sanitize_name(name) or nil
-  if not name then
+  local exact = names.exact(response_header(res.header, cfg.name_header))
+  if not exact then
     return errors.exit(403, "the external authentication service named no caller")
   end
+  local name = names.loggable(exact)
   ngx.var.gw_caller = name
   local scope_value = response_header(res.header, cfg.scope_header)
   local scope = type(scope_value) == "string" and jwt.map_scope(scope_value, cfg.scope_values) or nil
   if not scope then
     return errors.exit(403, "the external authentication service granted no gateway scope", nil, "insufficient_scope")
   end
-  return { name = name, scope = scope, rate_key = "ext:" .. name }
+  return { name = name, scope = scope, rate_key = "ext:" .. exact }
 end
 
 return _M

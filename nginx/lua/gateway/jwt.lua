@@ -10,6 +10,8 @@ local store = require "gateway.store"
 local errors = require "gateway.errors"
 local json = require "gateway.json"
 local jws = require "gateway.jws"
+local names = require "gateway.names"
+local failed_auth = require "gateway.failed_auth"
 
 local ngx = ngx
 local cfg = config.jwt
@@ -21,8 +23,9 @@ local CHALLENGE = 'Bearer realm="' .. config.realm .. '", error="invalid_token"'
 local SEGMENT = "[%w%-_]+"
 local JWT_SHAPE = "^" .. SEGMENT .. "%." .. SEGMENT .. "%." .. SEGMENT .. "$"
 
+-- Counted per client address with wrong API keys (gateway/failed_auth.lua).
 local function unauthorized(message)
-  return errors.exit(401, message, { ["WWW-Authenticate"] = CHALLENGE })
+  return failed_auth.token_refused(message, { ["WWW-Authenticate"] = CHALLENGE })
 end
 
 --- Whether a Bearer token is one for this module: JWT is configured and the token is three
@@ -44,14 +47,6 @@ local function b64url_decode(segment)
   if again ~= segment then return nil end
   return decoded
 end
-
--- Log-safe caller name: at most 64 characters of [A-Za-z0-9._@:-], others become "_".
-local function sanitize_name(value)
-  if type(value) == "number" and value == math.floor(value) then value = string.format("%d", value) end
-  if type(value) ~= "string" or value == "" then return nil end
-  return (value:sub(1, 64):gsub("[^%w%._@:%-]", "_"))
-end
-_M.sanitize_name = sanitize_name
 
 --- The highest gateway scope that `granted` (a space-separated string or an array of strings)
 --- maps to through `values` (claim value -> gateway scope), or nil.
@@ -164,16 +159,18 @@ function _M.authenticate(token)
   if not audience_matches(claims.aud) then
     return unauthorized("token audience not accepted")
   end
-  local name = sanitize_name(claims[cfg.name_claim])
-  if not name then
-    return unauthorized("token has no usable '" .. cfg.name_claim .. "' claim")
+  local exact = names.exact(claims[cfg.name_claim])
+  if not exact then
+    return unauthorized("token has no usable '" .. cfg.name_claim .. "' claim (a string, or an integer of at most 2^53 - 1)")
   end
+  local name = names.loggable(exact)
   ngx.var.gw_caller = name
   local scope = _M.map_scope(claims[cfg.scope_claim], cfg.scope_values)
   if not scope then
     return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
-  return { name = name, scope = scope, rate_key = "jwt:" .. name }
+  -- The bucket is the exact name: two callers whose names log alike never share one.
+  return { name = name, scope = scope, rate_key = "jwt:" .. exact }
 end
 
 return _M
