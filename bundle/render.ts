@@ -23,7 +23,7 @@ import {
   toUnixSeconds,
 } from "./credentials";
 import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
-import { luaString, renderRoutesLua } from "./routes";
+import { luaString, renderRoutesLua, SCOPE_RANK } from "./routes";
 import { type Flavor, type GatewaySpec, type Scope, specBackends } from "./spec";
 
 export type BundleFiles = Record<string, string>;
@@ -261,6 +261,8 @@ export function renderConfigLua(spec: GatewaySpec): string {
     "  -- The plain-HTTP port when TLS is on (gateway/edge.lua): never forwards, redirects only to a fixed host.",
     `  plain_http = ${spec.tls ? `{ https_port = ${spec.listen.https}, https_base = ${httpsBase === undefined ? "nil" : luaString(httpsBase)} }` : "nil"},`,
     `  rate = { rps = ${spec.rateLimit.requestsPerSecond}, burst = ${spec.rateLimit.burst} },`,
+    "  -- Scope order (bundle/routes.ts SCOPE_RANK), read by gateway/scopes.lua.",
+    `  scope_rank = { ${Object.entries(SCOPE_RANK).map(([scope, rank]) => `${scope} = ${rank}`).join(", ")} },`,
     "  -- A verified Basic credential is trusted for this long without another bcrypt.",
     "  basic_cache_ttl = 600,",
     "  -- A wrong password is remembered this long, so repeating it costs no bcrypt.",

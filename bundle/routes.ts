@@ -74,7 +74,8 @@ export const ROUTE_POLICY: readonly RoutePolicyEntry[] = [
   blocked("POST", "/api/experimental/web_fetch"),
 ];
 
-const SCOPE_RANK: Record<Scope, number> = { read: 1, inference: 2, admin: 3 };
+/** A scope allows every route class up to its own rank; rendered into config.lua for gateway/scopes.lua. */
+export const SCOPE_RANK: Record<Scope, number> = { read: 1, inference: 2, admin: 3 };
 
 /** True when a credential with `scope` may call a route of class `routeClass`. */
 export function scopeAllows(scope: Scope, routeClass: RouteClass): boolean {

@@ -12,6 +12,7 @@ local edge = require "gateway.edge"
 local body = require "gateway.body"
 local pool = require "gateway.pool"
 local failed_auth = require "gateway.failed_auth"
+local scopes = require "gateway.scopes"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -24,7 +25,6 @@ local unpack = unpack
 
 local _M = {}
 
-local SCOPE_RANK = { read = 1, inference = 2, admin = 3 }
 -- WWW-Authenticate names the schemes that can succeed: Basic only while there are Basic users.
 local BEARER_CHALLENGE = 'Bearer realm="' .. config.realm .. '"'
 local BOTH_CHALLENGE = BEARER_CHALLENGE .. ', Basic realm="' .. config.realm .. '", charset="UTF-8"'
@@ -378,7 +378,7 @@ function _M.handle()
     if not asked then return errors.exit(status, message) end
     if asked.model ~= "" then ngx_var.gw_model = asked.model end
   end
-  if SCOPE_RANK[record.scope] < SCOPE_RANK[class] then
+  if not scopes.allows(record.scope, class) then
     return errors.exit(403, "the credential's scope '" .. record.scope .. "' does not allow this route (needs '" .. class .. "')", nil, "insufficient_scope")
   end
   -- Cloud models and server-side web tools act with the Ollama server's ollama.com identity.

@@ -12,13 +12,13 @@ local json = require "gateway.json"
 local jws = require "gateway.jws"
 local names = require "gateway.names"
 local failed_auth = require "gateway.failed_auth"
+local scopes = require "gateway.scopes"
 
 local ngx = ngx
 local cfg = config.jwt
 
 local _M = {}
 
-local SCOPE_RANK = { read = 1, inference = 2, admin = 3 }
 local CHALLENGE = 'Bearer realm="' .. config.realm .. '", error="invalid_token"'
 local SEGMENT = "[%w%-_]+"
 local JWT_SHAPE = "^" .. SEGMENT .. "%." .. SEGMENT .. "%." .. SEGMENT .. "$"
@@ -54,7 +54,7 @@ function _M.map_scope(granted, values)
   local best
   local function consider(v)
     local scope = type(v) == "string" and values[v]
-    if scope and (not best or SCOPE_RANK[scope] > SCOPE_RANK[best]) then best = scope end
+    if scope then best = scopes.higher(best, scope) end
   end
   if type(granted) == "string" then
     for word in granted:gmatch("[^%s,]+") do consider(word) end
