@@ -1,5 +1,8 @@
--- A small, strict JSON decoder (RFC 8259) for JWT headers and claims: Debian's nginx has no
--- cjson. It accepts exactly the JSON grammar and refuses everything else: trailing commas,
+-- A small, strict JSON decoder (RFC 8259) for JWT headers and claims. Kept beside lua-cjson
+-- (which gateway/body.lua uses for request bodies) because cjson silently keeps the last of two
+-- duplicate keys and accepts some non-JSON (NaN, Infinity): a token whose `sub` or `scope` two
+-- readers could read differently must be refused, not decoded. It accepts exactly the JSON
+-- grammar and refuses everything else: trailing commas,
 -- comments, single quotes, leading zeros, NaN/Infinity, control bytes in strings, invalid
 -- UTF-8, lone surrogates, duplicate object keys (two readers of one token must never see
 -- different claims), nesting deeper than `max_depth`, input larger than `max_bytes`, and
