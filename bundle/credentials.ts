@@ -8,6 +8,7 @@
  */
 import { createHash } from "node:crypto";
 import bcrypt from "bcryptjs";
+import { credentialFile } from "./credentialFile";
 import type { Scope } from "./spec";
 
 export const API_KEYS_FILE = "credentials/api-keys";
@@ -67,15 +68,6 @@ function attributes(record: { scope: Scope; slot: Slot; notAfter?: number; rateL
   const rate = record.rateLimit ? `${record.rateLimit.requestsPerSecond}/${record.rateLimit.burst}` : "-";
   // `scope+cloud`: a reader that predates the flag refuses the unknown scope (fails closed).
   return [record.cloud ? `${record.scope}+cloud` : record.scope, record.slot, record.notAfter === undefined ? "-" : String(record.notAfter), rate];
-}
-
-/**
- * The framing every credential file shares (store.lua reads it): a header naming the file and its
- * format version, a comment naming the columns, one line per entry, and a `# end N` trailer, so
- * the proxy tells a complete file from an empty or truncated one and fails closed.
- */
-export function credentialFile(kind: string, columns: string, lines: readonly string[]): string {
-  return [`# ollama-gateway ${kind} v1`, `# ${columns}`, ...lines, `# end ${lines.length}`, ""].join("\n");
 }
 
 /**

@@ -8,7 +8,7 @@
  * proxy never tries an RSA public key as an HMAC secret.
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
-import { credentialFile } from "./credentials";
+import { credentialFile } from "./credentialFile";
 
 export const JWT_KEYS_FILE = "credentials/jwt-keys";
 export const JWT_ALGORITHMS = ["HS256", "RS256", "ES256"] as const;
