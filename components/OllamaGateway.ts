@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import { AuthProxy } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
@@ -11,8 +12,14 @@ export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type 
 export interface OllamaGatewayArgs extends GatewayCommonArgs {
   /** Host address the proxy's ports are published on. Default `127.0.0.1` (this host only). */
   bindAddress?: string;
-  /** Ollama settings and models to pull. */
-  ollama?: Omit<OllamaServerArgs, "network">;
+  /** Ollama settings and models to pull, for every server this component creates. */
+  ollama?: Omit<OllamaServerArgs, "network" | "alias" | "gpuDevices" | "publish" | "provider">;
+  /**
+   * Which Ollama servers the proxy spreads requests over (docs/backends.md). Default: one
+   * container on this host, as `ollama.gpu` says. Two or more make the proxy a pool
+   * (model-aware routing, health, failover).
+   */
+  backends?: OllamaBackends;
   /**
    * A pinned proxy image built from image/proxy/Dockerfile (pushed to your registry). Default:
    * build that Dockerfile on the target Docker host.
@@ -24,6 +31,21 @@ export interface OllamaGatewayArgs extends GatewayCommonArgs {
    * host port leads to it either way.
    */
   internalNetwork?: boolean;
+}
+
+export interface OllamaBackends {
+  /** Ollama on this Docker host. Default `true`. */
+  local?: boolean;
+  /** One local container per group, given those GPUs only (`ollama-gpu0`, ...); no GPU in two groups. Default: one container. */
+  gpuDevices?: string[][];
+  /**
+   * Ollama on other Docker hosts, one container each through a Docker provider over SSH (keys
+   * from your SSH agent), published on `privateAddress` only; the proxy reaches it there through
+   * the edge network's route out. `ollama.gpu` gives it every GPU of its host.
+   */
+  remoteHosts?: { name: string; sshUrl: string; privateAddress: string }[];
+  /** Existing Ollama servers, served as they are (nothing pulled on them). */
+  urls?: { name: string; url: string }[];
 }
 
 const DEFAULTS = {
@@ -50,7 +72,34 @@ export class OllamaGateway extends GatewayComponent {
     const privateNetwork = new docker.Network(`${name}-private`, { driver: "bridge", internal: a.internalNetwork }, { parent: this });
     const edgeNetwork = new docker.Network(`${name}-edge`, { driver: "bridge" }, { parent: this });
 
-    const ollama = new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this });
+    const b = { local: true, gpuDevices: [] as string[][], remoteHosts: [], urls: [], ...a.backends };
+    const servers: OllamaServer[] = [];
+    const upstreams: { name: string; url: string }[] = [];
+    const serve = (backend: string, server: OllamaServer) => {
+      servers.push(server);
+      upstreams.push({ name: backend, url: server.url });
+    };
+    if (b.local && b.gpuDevices.length === 0) serve(LOCAL_BACKEND_NAME, new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this }));
+    if (b.local)
+      b.gpuDevices.forEach((devices, i) => {
+        const backend = gpuBackendName(i);
+        const server = new OllamaServer(
+          `${name}-ollama-${backend}`,
+          { ...a.ollama, gpu: false, gpuDevices: devices, alias: `ollama-${backend}`, network: privateNetwork.name },
+          { parent: this },
+        );
+        serve(backend, server);
+      });
+    for (const host of b.remoteHosts) {
+      // BatchMode: a host whose key is not in the agent fails at once instead of prompting.
+      const provider = new docker.Provider(`${name}-host-${host.name}`, { host: host.sshUrl, sshOpts: ["-o", "BatchMode=yes"] }, { parent: this });
+      // Not internal: Docker publishes no port from an internal network.
+      const network = new docker.Network(`${name}-host-${host.name}-network`, { driver: "bridge" }, { parent: this, provider });
+      serve(host.name, new OllamaServer(`${name}-ollama-${host.name}`, { ...a.ollama, network: network.name, publish: { address: host.privateAddress }, provider }, { parent: this }));
+    }
+    upstreams.push(...b.urls);
+    // The single local server alone is rendered as before the pool existed: `upstream`.
+    const pool = servers.length === 1 && upstreams.length === 1 && upstreams[0].name === LOCAL_BACKEND_NAME ? undefined : upstreams;
 
     const access = gatewayAccess(this, name, a);
     const { certificates, credentials, jwt } = access;
@@ -69,11 +118,12 @@ export class OllamaGateway extends GatewayComponent {
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
         edgeNetwork: edgeNetwork.name,
         privateNetwork: privateNetwork.name,
+        ...(pool ? { upstreams: pool } : {}),
         bindAddress: a.bindAddress,
         httpPort: a.httpPort,
         httpsPort: a.httpsPort,
         ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
-        dependsOn: [ollama],
+        dependsOn: servers,
       },
       { parent: this },
     );

@@ -51,6 +51,10 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   models: { type: "array", description: "Models to pull when the stack is deployed, such as gemma3:1b." },
   gpu: { type: "boolean", description: "Give Ollama every GPU (needs the NVIDIA container toolkit)." },
   internalNetwork: { type: "boolean", description: "Cut Ollama's network off from the internet; then models must be empty." },
+  ollamaLocal: { type: "boolean", description: "Run Ollama on this Docker host (one container, or one per ollamaGpuDevices entry); false = only ollamaRemoteHosts and ollamaUrls serve." },
+  ollamaGpuDevices: { type: "array", description: "One Ollama container per entry on this Docker host, each given those GPUs (--gpus device=...): an index or UUID, or a group such as \"0,1\"; no GPU in two entries. [] = one container (gpu decides its GPUs)." },
+  ollamaRemoteHosts: { type: "array", description: "Ollama on other Docker hosts over SSH, as name=ssh://user@host[:port],privateIP (such as gpubox1=ssh://deploy@gpubox1.example.com,10.0.0.11); published on privateIP:11434 only, with every GPU when gpu is true." },
+  ollamaUrls: { type: "array", description: "Existing Ollama servers, as name=URL (such as lab=http://10.0.0.5:11434); models are not pulled on them." },
   ollamaKeepAlive: { type: "string", description: "OLLAMA_KEEP_ALIVE, how long a model stays loaded after a request (5m, 1h, 0, -1)." },
   ollamaNumParallel: { type: "integer", unset: "0", description: "OLLAMA_NUM_PARALLEL, parallel requests per model; 0 leaves Ollama's own choice." },
   ollamaMaxLoadedModels: { type: "integer", unset: "0", description: "OLLAMA_MAX_LOADED_MODELS; 0 leaves Ollama's own choice." },
@@ -96,6 +100,10 @@ export const DOCKER_ONLY_KEYS: Record<string, string> = {
   bindAddress: "the Service (`k8sServiceType`) and the Ingress decide who reaches the proxy",
   gpu: "use `ollamaGpus` (GPUs per Ollama pod)",
   internalNetwork: "the NetworkPolicy admits only the proxy pods to Ollama; egress is the cluster's to restrict",
+  ollamaLocal: "Ollama runs as the StatefulSet",
+  ollamaGpuDevices: "use `ollamaGpus` (GPUs per Ollama pod) and `ollamaReplicas`",
+  ollamaRemoteHosts: "use `ollamaReplicas`: the cluster places the pods",
+  ollamaUrls: "the proxy serves the StatefulSet's pods",
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
@@ -123,6 +131,10 @@ export const CONFIG_DEFAULTS = {
   gpu: DEPLOYMENT_DEFAULTS.gpu as boolean,
   internalNetwork: DEPLOYMENT_DEFAULTS.internalNetwork as boolean,
   ollamaKeepAlive: DEPLOYMENT_DEFAULTS.ollamaKeepAlive as string,
+  ollamaLocal: true,
+  ollamaGpuDevices: [] as string[],
+  ollamaRemoteHosts: [] as string[],
+  ollamaUrls: [] as string[],
   ollamaImage: DEFAULT_OLLAMA_IMAGE,
   proxyImage: DEFAULT_PROXY_IMAGE,
   jwtAlgorithms: [] as string[],

@@ -356,6 +356,7 @@ describe.runIf(dockerTestsEnabled)("the program's containers on a real Docker en
         custom: true,
         aliases: [],
         deleteBeforeReplace: false,
+        provider: "",
         // nginx never starts (no bundle), so the image's healthcheck command fails.
         inputs: {
           image: PROXY_IMAGE_TAG,
