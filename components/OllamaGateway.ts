@@ -72,7 +72,17 @@ export class OllamaGateway extends GatewayComponent {
     const privateNetwork = new docker.Network(`${name}-private`, { driver: "bridge", internal: a.internalNetwork }, { parent: this });
     const edgeNetwork = new docker.Network(`${name}-edge`, { driver: "bridge" }, { parent: this });
 
-    const b = { local: true, gpuDevices: [] as string[][], remoteHosts: [], urls: [], ...a.backends };
+    const given = a.backends ?? {};
+    const b = { local: given.local ?? true, gpuDevices: given.gpuDevices ?? [], remoteHosts: given.remoteHosts ?? [], urls: given.urls ?? [] };
+    const names = [
+      ...(b.local ? (b.gpuDevices.length > 0 ? b.gpuDevices.map((_, i) => gpuBackendName(i)) : [LOCAL_BACKEND_NAME]) : []),
+      ...b.remoteHosts.map((h) => h.name),
+      ...b.urls.map((u) => u.name),
+    ];
+    // Before any server exists (the proxy's spec would refuse it only after they were declared).
+    const twice = names.filter((n, i) => names.indexOf(n) !== i);
+    if (twice.length > 0) throw new pulumi.ResourceError(`\`backends\` names ${twice.map((n) => `\`${n}\``).join(", ")} more than once; give every backend its own name.`, this);
+    if (names.length === 0) throw new pulumi.ResourceError("`backends` has no server: `local` is false and neither `remoteHosts` nor `urls` lists one.", this);
     const servers: OllamaServer[] = [];
     const upstreams: { name: string; url: string }[] = [];
     const serve = (backend: string, server: OllamaServer) => {

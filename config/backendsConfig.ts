@@ -92,6 +92,8 @@ export function backendsSettings(get: Get, errors: string[]): OllamaBackendsSett
     errors.push(`${key("ollamaGpuDevices")} is ${show(get("ollamaGpuDevices"))} but \`ollamaLocal\` is false; set \`ollamaLocal\` to true or \`ollamaGpuDevices\` to [].`);
   if (!local && remoteHosts.length === 0 && urls.length === 0)
     errors.push(`${key("ollamaLocal")} is false and neither \`ollamaRemoteHosts\` nor \`ollamaUrls\` lists a backend; set \`ollamaLocal\` to true or list at least one backend.`);
+  if (get("gpu") && gpuDevices.length > 0 && remoteHosts.length === 0)
+    errors.push(`${key("gpu")} is true but \`ollamaGpuDevices\` gives the local containers their GPUs and there is no remote host for \`gpu\` to apply to; set \`gpu\` to false.`);
   if (get("internalNetwork") && remoteHosts.length > 0)
     errors.push(`${key("ollamaRemoteHosts")} is set but \`internalNetwork\` is true, and Docker publishes no port from an internal network; set \`internalNetwork\` to false or \`ollamaRemoteHosts\` to [].`);
 

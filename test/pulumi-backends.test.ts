@@ -225,9 +225,24 @@ describe("bad backend config", () => {
       "Invalid stack config (1 problem):",
       "- `ollama-gateway:ollamaLocal` is false and neither `ollamaRemoteHosts` nor `ollamaUrls` lists a backend; set `ollamaLocal` to true or list at least one backend.",
     ]);
+    await expectProgramRefuses({ ...devStackConfig(), gpu: true, ollamaGpuDevices: ["0"] }, [
+      "Invalid stack config (1 problem):",
+      "- `ollama-gateway:gpu` is true but `ollamaGpuDevices` gives the local containers their GPUs and there is no remote host for `gpu` to apply to; set `gpu` to false.",
+    ]);
     await expectProgramRefuses({ ...devStackConfig(), models: [], internalNetwork: true, ollamaRemoteHosts: ["b=ssh://u@h,10.0.0.2"] }, [
       "Invalid stack config (1 problem):",
       "- `ollama-gateway:ollamaRemoteHosts` is set but `internalNetwork` is true, and Docker publishes no port from an internal network; set `internalNetwork` to false or `ollamaRemoteHosts` to [].",
     ]);
+  });
+});
+
+describe("OllamaGateway used directly", () => {
+  it("refuses a backend name used twice before declaring any server", async () => {
+    const { OllamaGateway } = await import("../components/OllamaGateway.js");
+    const before = resourcesOfType(SERVER).length;
+    expect(() => new OllamaGateway("direct", { backends: { gpuDevices: [["0"], ["1"]], urls: [{ name: "gpu1", url: "http://10.0.0.5:11434" }] } })).toThrow(
+      "`backends` names `gpu1` more than once; give every backend its own name.",
+    );
+    expect(resourcesOfType(SERVER).length).toBe(before);
   });
 });
