@@ -78,12 +78,18 @@ function parseUrls(list: string[], errors: string[]): OllamaBackendsSettings["ur
     const named = splitNamed(label, item, "`<name>=<URL>`, such as `lab=http://10.0.0.5:11434`", errors);
     if (!named) return [];
     checkBackend(label, item, named[0], named[1], errors);
+    // The proxy runs in a container: its loopback is its own, never the host's Ollama.
+    const host = URL.canParse(named[1]) ? new URL(named[1]).hostname : "";
+    if (host === "localhost" || /^127\./.test(host) || host === "[::1]")
+      errors.push(`${key(label)} is ${show(item)}, a loopback address, which inside the proxy's container is the proxy itself; use the server's address on your network (for Ollama on this host, leave \`ollamaLocal\` true instead).`);
     return [{ name: named[0], url: named[1] }];
   });
 }
 
 /** The backends, checked together: names unique across all forms, one URL scheme, something to serve. */
 export function backendsSettings(get: Get, errors: string[]): OllamaBackendsSettings {
+  // On Kubernetes these keys are refused as a whole (DOCKER_ONLY_KEYS); nothing to check entry by entry.
+  if (get("target") !== "docker") return { local: true, gpuDevices: [], remoteHosts: [], urls: [] };
   const local = get("ollamaLocal");
   const gpuDevices = parseGpuDevices(get("ollamaGpuDevices"), errors);
   const remoteHosts = parseRemoteHosts(get("ollamaRemoteHosts"), errors);

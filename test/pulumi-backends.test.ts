@@ -8,6 +8,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
 import { validateSpec } from "../bundle/spec";
+import { parseStackConfig } from "../config/stackConfig";
 import {
   configUploads,
   devStackConfig,
@@ -225,6 +226,10 @@ describe("bad backend config", () => {
       "Invalid stack config (1 problem):",
       "- `ollama-gateway:ollamaLocal` is false and neither `ollamaRemoteHosts` nor `ollamaUrls` lists a backend; set `ollamaLocal` to true or list at least one backend.",
     ]);
+    await expectProgramRefuses({ ...devStackConfig(), ollamaUrls: ["here=http://127.0.0.1:11434"] }, [
+      "Invalid stack config (1 problem):",
+      '- `ollama-gateway:ollamaUrls[0]` is "here=http://127.0.0.1:11434", a loopback address, which inside the proxy\'s container is the proxy itself; use the server\'s address on your network (for Ollama on this host, leave `ollamaLocal` true instead).',
+    ]);
     await expectProgramRefuses({ ...devStackConfig(), gpu: true, ollamaGpuDevices: ["0"] }, [
       "Invalid stack config (1 problem):",
       "- `ollama-gateway:gpu` is true but `ollamaGpuDevices` gives the local containers their GPUs and there is no remote host for `gpu` to apply to; set `gpu` to false.",
@@ -233,6 +238,21 @@ describe("bad backend config", () => {
       "Invalid stack config (1 problem):",
       "- `ollama-gateway:ollamaRemoteHosts` is set but `internalNetwork` is true, and Docker publishes no port from an internal network; set `internalNetwork` to false or `ollamaRemoteHosts` to [].",
     ]);
+  });
+});
+
+describe("on Kubernetes", () => {
+  it("the Docker backend keys are refused as a whole, naming what to use there", () => {
+    const result = parseStackConfig({ target: "kubernetes", proxyImage: "registry.example.com/p:1", ollamaGpuDevices: '["0"]', ollamaRemoteHosts: '["b=ssh://u@h"]', ollamaUrls: '["a=http://10.0.0.5:11434"]', ollamaLocal: "false" });
+    expect(result).toEqual({
+      ok: false,
+      errors: [
+        "`ollama-gateway:ollamaLocal` is false but means nothing with `target` `kubernetes` (Ollama runs as the StatefulSet); remove it.",
+        '`ollama-gateway:ollamaGpuDevices` is ["0"] but means nothing with `target` `kubernetes` (use `ollamaGpus` (GPUs per Ollama pod) and `ollamaReplicas`); remove it.',
+        '`ollama-gateway:ollamaRemoteHosts` is ["b=ssh://u@h"] but means nothing with `target` `kubernetes` (use `ollamaReplicas`: the cluster places the pods); remove it.',
+        '`ollama-gateway:ollamaUrls` is ["a=http://10.0.0.5:11434"] but means nothing with `target` `kubernetes` (the proxy serves the StatefulSet\'s pods); remove it.',
+      ],
+    });
   });
 });
 
