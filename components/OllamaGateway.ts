@@ -46,6 +46,8 @@ export interface OllamaBackends {
   remoteHosts?: { name: string; sshUrl: string; privateAddress: string }[];
   /** Existing Ollama servers, served as they are (nothing pulled on them). */
   urls?: { name: string; url: string }[];
+  /** Backend name -> requests in progress at once; beyond it another backend with the model, or 503. Default: no limit. */
+  maxConcurrent?: Record<string, number>;
 }
 
 const DEFAULTS = {
@@ -108,8 +110,12 @@ export class OllamaGateway extends GatewayComponent {
       serve(host.name, new OllamaServer(`${name}-ollama-${host.name}`, { ...a.ollama, network: network.name, publish: { address: host.privateAddress }, provider }, { parent: this }));
     }
     upstreams.push(...b.urls);
-    // The single local server alone is rendered as before the pool existed: `upstream`.
-    const pool = servers.length === 1 && upstreams.length === 1 && upstreams[0].name === LOCAL_BACKEND_NAME ? undefined : upstreams;
+    const limits = given.maxConcurrent ?? {};
+    const unknown = Object.keys(limits).filter((n) => !names.includes(n));
+    if (unknown.length > 0) throw new pulumi.ResourceError(`\`backends.maxConcurrent\` names ${unknown.map((n) => `\`${n}\``).join(", ")}, which no backend is; use ${names.map((n) => `\`${n}\``).join(", ")}.`, this);
+    const pooled = upstreams.map((u) => (limits[u.name] !== undefined ? { ...u, maxConcurrent: limits[u.name] } : u));
+    // The single local server alone, unlimited, is rendered as before the pool existed: `upstream`.
+    const pool = servers.length === 1 && upstreams.length === 1 && upstreams[0].name === LOCAL_BACKEND_NAME && limits[LOCAL_BACKEND_NAME] === undefined ? undefined : pooled;
 
     const access = gatewayAccess(this, name, a);
     const { certificates, credentials, jwt } = access;

@@ -89,7 +89,7 @@ function parseUrls(list: string[], errors: string[]): OllamaBackendsSettings["ur
 /** The backends, checked together: names unique across all forms, one URL scheme, something to serve. */
 export function backendsSettings(get: Get, errors: string[]): OllamaBackendsSettings {
   // On Kubernetes these keys are refused as a whole (DOCKER_ONLY_KEYS); nothing to check entry by entry.
-  if (get("target") !== "docker") return { local: true, gpuDevices: [], remoteHosts: [], urls: [] };
+  if (get("target") !== "docker") return { local: true, gpuDevices: [], remoteHosts: [], urls: [], maxConcurrent: {} };
   const local = get("ollamaLocal");
   const gpuDevices = parseGpuDevices(get("ollamaGpuDevices"), errors);
   const remoteHosts = parseRemoteHosts(get("ollamaRemoteHosts"), errors);
@@ -121,5 +121,23 @@ export function backendsSettings(get: Get, errors: string[]): OllamaBackendsSett
     if (URL.canParse(u.url) && new URL(u.url).protocol !== first)
       errors.push(`${key(`ollamaUrls[${i}]`)} is ${show(`${u.name}=${u.url}`)} and uses ${new URL(u.url).protocol.slice(0, -1)} but the other backends use ${first.slice(0, -1)}; use one scheme for every backend (put a TLS-ending proxy next to that server, or reach it over plain HTTP on a private network).`);
   });
-  return { local, gpuDevices, remoteHosts, urls };
+  return { local, gpuDevices, remoteHosts, urls, maxConcurrent: parseMaxConcurrent(get("ollamaMaxConcurrent"), seen, errors) };
+}
+
+/** `name=N` per backend: a known backend, once, N a whole number from 1. */
+function parseMaxConcurrent(list: string[], backends: Map<string, string>, errors: string[]): Record<string, number> {
+  const limits: Record<string, number> = {};
+  list.forEach((item, i) => {
+    const label = `ollamaMaxConcurrent[${i}]`;
+    const named = splitNamed(label, item, "`<backend name>=<requests>`, such as `gpu0=4`", errors);
+    if (!named) return;
+    const [name, value] = named;
+    if (!backends.has(name))
+      errors.push(`${key(label)} is ${show(item)} but no backend is named ${show(name)}; use one of ${[...backends.keys()].map((n) => `\`${n}\``).join(", ")}.`);
+    else if (limits[name] !== undefined) errors.push(`${key(label)} is ${show(item)} and sets ${show(name)} again; give each backend one limit.`);
+    if (!/^[0-9]+$/.test(value) || Number(value) < 1)
+      errors.push(`${key(label)} is ${show(item)}; use a whole number of requests, 1 or more, such as \`${name}=4\`.`);
+    else limits[name] = Number(value);
+  });
+  return limits;
 }

@@ -55,6 +55,7 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   ollamaGpuDevices: { type: "array", description: "One Ollama container per entry on this Docker host, each given those GPUs (--gpus device=...): an index or UUID, or a group such as \"0,1\"; no GPU in two entries. [] = one container (gpu decides its GPUs)." },
   ollamaRemoteHosts: { type: "array", description: "Ollama on other Docker hosts over SSH, as name=ssh://user@host[:port],privateIP (such as gpubox1=ssh://deploy@gpubox1.example.com,10.0.0.11); published on privateIP:11434 only, with every GPU when gpu is true." },
   ollamaUrls: { type: "array", description: "Existing Ollama servers, as name=URL (such as lab=http://10.0.0.5:11434); models are not pulled on them." },
+  ollamaMaxConcurrent: { type: "array", description: "Requests in progress at once per backend, as name=N (N >= 1, such as gpu0=4); beyond it a request goes to another backend with the model, or gets 503 with Retry-After. [] = no limit." },
   ollamaKeepAlive: { type: "string", description: "OLLAMA_KEEP_ALIVE, how long a model stays loaded after a request (5m, 1h, 0, -1)." },
   ollamaNumParallel: { type: "integer", unset: "0", description: "OLLAMA_NUM_PARALLEL, parallel requests per model; 0 leaves Ollama's own choice." },
   ollamaMaxLoadedModels: { type: "integer", unset: "0", description: "OLLAMA_MAX_LOADED_MODELS; 0 leaves Ollama's own choice." },
@@ -104,6 +105,7 @@ export const DOCKER_ONLY_KEYS: Record<string, string> = {
   ollamaGpuDevices: "use `ollamaGpus` (GPUs per Ollama pod) and `ollamaReplicas`",
   ollamaRemoteHosts: "use `ollamaReplicas`: the cluster places the pods",
   ollamaUrls: "the proxy serves the StatefulSet's pods",
+  ollamaMaxConcurrent: "use `ollamaNumParallel` and the pods' resources",
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
@@ -135,6 +137,7 @@ export const CONFIG_DEFAULTS = {
   ollamaGpuDevices: [] as string[],
   ollamaRemoteHosts: [] as string[],
   ollamaUrls: [] as string[],
+  ollamaMaxConcurrent: [] as string[],
   ollamaImage: DEFAULT_OLLAMA_IMAGE,
   proxyImage: DEFAULT_PROXY_IMAGE,
   jwtAlgorithms: [] as string[],

@@ -90,6 +90,8 @@ export interface OllamaBackendsSettings {
   remoteHosts: { name: string; sshUrl: string; privateAddress: string }[];
   /** Existing servers, served as they are. */
   urls: { name: string; url: string }[];
+  /** Backend name -> requests in progress at once (spec `upstreams[].maxConcurrent`). */
+  maxConcurrent: Record<string, number>;
 }
 
 export interface KubernetesSettings {

@@ -28,7 +28,7 @@ const DOCKER_PROVIDER = "pulumi:providers:docker";
 const SERVER = "ollama-gateway:index:OllamaServer";
 
 /** The dev stack's proxy spec with a pool instead of the single `ollama`. */
-const devSpecWith = (upstreams: { name: string; url: string }[]) =>
+const devSpecWith = (upstreams: { name: string; url: string; maxConcurrent?: number }[]) =>
   validateSpec({
     upstreams,
     listen: { address: "0.0.0.0", http: 8080, https: 8443 },
@@ -189,6 +189,35 @@ describe("existing Ollama servers by URL", () => {
         "debian",
       ),
     );
+  });
+});
+
+describe("a limit per backend (ollamaMaxConcurrent)", () => {
+  it("becomes that backend's maxConcurrent in the pool", async () => {
+    await evaluateProgram({ ...devStackConfig(), ollamaGpuDevices: ["0", "1"], ollamaMaxConcurrent: ["gpu1=4"] });
+    expect(configUploads()).toEqual(
+      renderConfigFiles(
+        devSpecWith([
+          { name: "gpu0", url: "http://ollama-gpu0:11434" },
+          { name: "gpu1", url: "http://ollama-gpu1:11434", maxConcurrent: 4 },
+        ]),
+        "debian",
+      ),
+    );
+  });
+
+  it("on the single local server makes it a pool of one, since only a pool counts requests", async () => {
+    await evaluateProgram({ ...devStackConfig(), ollamaMaxConcurrent: ["ollama=2"] });
+    expect(configUploads()).toEqual(renderConfigFiles(devSpecWith([{ name: "ollama", url: "http://ollama:11434", maxConcurrent: 2 }]), "debian"));
+  });
+
+  it("refuses an unknown backend, a second limit and a limit under 1", async () => {
+    await expectProgramRefuses({ ...devStackConfig(), ollamaUrls: ["lab=http://10.0.0.5:11434"], ollamaMaxConcurrent: ["gpu0=4", "lab=0", "lab=2", "lab=3"] }, [
+      "Invalid stack config (3 problems):",
+      '- `ollama-gateway:ollamaMaxConcurrent[0]` is "gpu0=4" but no backend is named "gpu0"; use one of `ollama`, `lab`.',
+      '- `ollama-gateway:ollamaMaxConcurrent[1]` is "lab=0"; use a whole number of requests, 1 or more, such as `lab=4`.',
+      '- `ollama-gateway:ollamaMaxConcurrent[3]` is "lab=3" and sets "lab" again; give each backend one limit.',
+    ]);
   });
 });
 
