@@ -110,6 +110,7 @@ const gateway = k
       ...common,
       bindAddress: s.bindAddress,
       ollama: { ...ollama, gpu: s.gpu },
+      backends: s.backends,
       ...(s.proxyImage !== undefined ? { proxyImage: s.proxyImage } : {}),
       internalNetwork: s.internalNetwork,
     });

@@ -40,8 +40,8 @@ const STAGING_DIR = "/staging";
 /** The spec's `jwt` section without HS256 secrets: those are credentials (`SpecCredentials.jwtHs256Secrets`). */
 export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secrets">;
 
-/** Proxy settings the caller chooses; the component sets upstream, listen, logs and credentials. */
-export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt"> & {
+/** Proxy settings the caller chooses; the component sets upstream(s), listen, logs and credentials. */
+export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "upstreams" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt"> & {
   /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
   jwt?: JwtSettings;
 };
@@ -64,6 +64,12 @@ export interface AuthProxyArgs {
   edgeNetwork: pulumi.Input<string>;
   /** Private network on which Ollama answers as `ollama`. */
   privateNetwork: pulumi.Input<string>;
+  /**
+   * Several Ollama servers (the spec's `upstreams`: model-aware routing, health, failover), each
+   * reached by its alias on `privateNetwork` or, for other hosts, through `edgeNetwork`'s route
+   * out. Default: the one server `ollama` on `privateNetwork`.
+   */
+  upstreams?: { name: string; url: string; weight?: number; maxConcurrent?: number }[];
   /** Host address the ports are published on. Default `127.0.0.1`; `0.0.0.0` serves other hosts. */
   bindAddress?: string;
   /** HTTP port, on the host and in the container. Default 8080. */
@@ -90,10 +96,9 @@ const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIF
 const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
 
 /** Where the proxy finds Ollama: the Docker alias by default; on Kubernetes a name it resolves while it runs. */
-export interface ProxyBackend {
-  upstream: string;
-  resolver?: GatewaySpecInput["upstreamResolver"];
-}
+export type ProxyBackend =
+  | { upstream: string; resolver?: GatewaySpecInput["upstreamResolver"] }
+  | { upstreams: NonNullable<GatewaySpecInput["upstreams"]> };
 const DOCKER_BACKEND: ProxyBackend = { upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}` };
 
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
@@ -109,8 +114,7 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
       deny: network?.deny ?? [],
       allow: allow.length > 0 && !allow.includes(PROXY_HEALTHCHECK_SOURCE) ? [...allow, PROXY_HEALTHCHECK_SOURCE] : allow,
     },
-    upstream: backend.upstream,
-    ...(backend.resolver ? { upstreamResolver: backend.resolver } : {}),
+    ...("upstreams" in backend ? { upstreams: backend.upstreams } : { upstream: backend.upstream, ...(backend.resolver ? { upstreamResolver: backend.resolver } : {}) }),
     // Inside the container; the host side is the published port's bind address. Same port
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
     listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
@@ -219,7 +223,7 @@ export class AuthProxy extends pulumi.ComponentResource {
     const a = { ...DEFAULTS, ...args };
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
-    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort });
+    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
     const configFiles = renderConfigFiles(spec, "debian");
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))

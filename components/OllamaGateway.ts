@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import { AuthProxy } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
@@ -11,8 +12,14 @@ export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type 
 export interface OllamaGatewayArgs extends GatewayCommonArgs {
   /** Host address the proxy's ports are published on. Default `127.0.0.1` (this host only). */
   bindAddress?: string;
-  /** Ollama settings and models to pull. */
-  ollama?: Omit<OllamaServerArgs, "network">;
+  /** Ollama settings and models to pull, for every server this component creates. */
+  ollama?: Omit<OllamaServerArgs, "network" | "alias" | "gpuDevices" | "publish" | "provider">;
+  /**
+   * Which Ollama servers the proxy spreads requests over (docs/backends.md). Default: one
+   * container on this host, as `ollama.gpu` says. Two or more make the proxy a pool
+   * (model-aware routing, health, failover).
+   */
+  backends?: OllamaBackends;
   /**
    * A pinned proxy image built from image/proxy/Dockerfile (pushed to your registry). Default:
    * build that Dockerfile on the target Docker host.
@@ -24,6 +31,23 @@ export interface OllamaGatewayArgs extends GatewayCommonArgs {
    * host port leads to it either way.
    */
   internalNetwork?: boolean;
+}
+
+export interface OllamaBackends {
+  /** Ollama on this Docker host. Default `true`. */
+  local?: boolean;
+  /** One local container per group, given those GPUs only (`ollama-gpu0`, ...); no GPU in two groups. Default: one container. */
+  gpuDevices?: string[][];
+  /**
+   * Ollama on other Docker hosts, one container each through a Docker provider over SSH (keys
+   * from your SSH agent), published on `privateAddress` only; the proxy reaches it there through
+   * the edge network's route out. `ollama.gpu` gives it every GPU of its host.
+   */
+  remoteHosts?: { name: string; sshUrl: string; privateAddress: string }[];
+  /** Existing Ollama servers, served as they are (nothing pulled on them). */
+  urls?: { name: string; url: string }[];
+  /** Backend name -> requests in progress at once; beyond it another backend with the model, or 503. Default: no limit. */
+  maxConcurrent?: Record<string, number>;
 }
 
 const DEFAULTS = {
@@ -50,7 +74,48 @@ export class OllamaGateway extends GatewayComponent {
     const privateNetwork = new docker.Network(`${name}-private`, { driver: "bridge", internal: a.internalNetwork }, { parent: this });
     const edgeNetwork = new docker.Network(`${name}-edge`, { driver: "bridge" }, { parent: this });
 
-    const ollama = new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this });
+    const given = a.backends ?? {};
+    const b = { local: given.local ?? true, gpuDevices: given.gpuDevices ?? [], remoteHosts: given.remoteHosts ?? [], urls: given.urls ?? [] };
+    const names = [
+      ...(b.local ? (b.gpuDevices.length > 0 ? b.gpuDevices.map((_, i) => gpuBackendName(i)) : [LOCAL_BACKEND_NAME]) : []),
+      ...b.remoteHosts.map((h) => h.name),
+      ...b.urls.map((u) => u.name),
+    ];
+    // Before any server exists (the proxy's spec would refuse it only after they were declared).
+    const twice = names.filter((n, i) => names.indexOf(n) !== i);
+    if (twice.length > 0) throw new pulumi.ResourceError(`\`backends\` names ${twice.map((n) => `\`${n}\``).join(", ")} more than once; give every backend its own name.`, this);
+    if (names.length === 0) throw new pulumi.ResourceError("`backends` has no server: `local` is false and neither `remoteHosts` nor `urls` lists one.", this);
+    const servers: OllamaServer[] = [];
+    const upstreams: { name: string; url: string }[] = [];
+    const serve = (backend: string, server: OllamaServer) => {
+      servers.push(server);
+      upstreams.push({ name: backend, url: server.url });
+    };
+    if (b.local && b.gpuDevices.length === 0) serve(LOCAL_BACKEND_NAME, new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this }));
+    if (b.local)
+      b.gpuDevices.forEach((devices, i) => {
+        const backend = gpuBackendName(i);
+        const server = new OllamaServer(
+          `${name}-ollama-${backend}`,
+          { ...a.ollama, gpu: false, gpuDevices: devices, alias: `ollama-${backend}`, network: privateNetwork.name },
+          { parent: this },
+        );
+        serve(backend, server);
+      });
+    for (const host of b.remoteHosts) {
+      // BatchMode: a host whose key is not in the agent fails at once instead of prompting.
+      const provider = new docker.Provider(`${name}-host-${host.name}`, { host: host.sshUrl, sshOpts: ["-o", "BatchMode=yes"] }, { parent: this });
+      // Not internal: Docker publishes no port from an internal network.
+      const network = new docker.Network(`${name}-host-${host.name}-network`, { driver: "bridge" }, { parent: this, provider });
+      serve(host.name, new OllamaServer(`${name}-ollama-${host.name}`, { ...a.ollama, network: network.name, publish: { address: host.privateAddress }, provider }, { parent: this }));
+    }
+    upstreams.push(...b.urls);
+    const limits = given.maxConcurrent ?? {};
+    const unknown = Object.keys(limits).filter((n) => !names.includes(n));
+    if (unknown.length > 0) throw new pulumi.ResourceError(`\`backends.maxConcurrent\` names ${unknown.map((n) => `\`${n}\``).join(", ")}, which no backend is; use ${names.map((n) => `\`${n}\``).join(", ")}.`, this);
+    const pooled = upstreams.map((u) => (limits[u.name] !== undefined ? { ...u, maxConcurrent: limits[u.name] } : u));
+    // The single local server alone, unlimited, is rendered as before the pool existed: `upstream`.
+    const pool = servers.length === 1 && upstreams.length === 1 && upstreams[0].name === LOCAL_BACKEND_NAME && limits[LOCAL_BACKEND_NAME] === undefined ? undefined : pooled;
 
     const access = gatewayAccess(this, name, a);
     const { certificates, credentials, jwt } = access;
@@ -69,11 +134,12 @@ export class OllamaGateway extends GatewayComponent {
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
         edgeNetwork: edgeNetwork.name,
         privateNetwork: privateNetwork.name,
+        ...(pool ? { upstreams: pool } : {}),
         bindAddress: a.bindAddress,
         httpPort: a.httpPort,
         httpsPort: a.httpsPort,
         ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
-        dependsOn: [ollama],
+        dependsOn: servers,
       },
       { parent: this },
     );

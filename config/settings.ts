@@ -65,6 +65,8 @@ export interface StackSettings {
   models: string[];
   gpu: boolean;
   internalNetwork: boolean;
+  /** The Docker target's Ollama backends (config/backendsConfig.ts). */
+  backends: OllamaBackendsSettings;
   ollama: { keepAlive: string; numParallel?: number; maxLoadedModels?: number };
   ollamaImage: string;
   /** Undefined: build image/proxy/Dockerfile on the Docker host. */
@@ -77,6 +79,19 @@ export interface StackSettings {
   target: Target;
   /** Undefined unless `target` is `kubernetes`. */
   kubernetes?: KubernetesSettings;
+}
+
+export interface OllamaBackendsSettings {
+  /** Ollama on this Docker host: one container, or one per `gpuDevices` group. */
+  local: boolean;
+  /** GPU groups, one local container each; [] = one container. */
+  gpuDevices: string[][];
+  /** Ollama on other Docker hosts, reached over SSH, published on `privateAddress` only. */
+  remoteHosts: { name: string; sshUrl: string; privateAddress: string }[];
+  /** Existing servers, served as they are. */
+  urls: { name: string; url: string }[];
+  /** Backend name -> requests in progress at once (spec `upstreams[].maxConcurrent`). */
+  maxConcurrent: Record<string, number>;
 }
 
 export interface KubernetesSettings {

@@ -17,6 +17,7 @@ import {
 import { CONFIG_DEFAULTS, CONFIG_KEYS, DEFAULT_OLLAMA_IMAGE, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
 import { key, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
+import { backendsSettings } from "./backendsConfig";
 import { checkTarget, kubernetesSettings } from "./kubernetesConfig";
 import { parseRotation, parseRotationGenerations } from "./rotationConfig";
 import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME, type JwtSettings, type StackConfigResult } from "./settings";
@@ -227,6 +228,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
 
   checkTarget(get, coerced, isSet, errors);
+  const backends = backendsSettings(get, errors);
 
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
@@ -269,6 +271,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       models,
       gpu: get("gpu"),
       internalNetwork: get("internalNetwork"),
+      backends,
       ollama: {
         keepAlive: get("ollamaKeepAlive"),
         ...(coerced.ollamaNumParallel !== undefined ? { numParallel: coerced.ollamaNumParallel as number } : {}),

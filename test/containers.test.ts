@@ -328,6 +328,92 @@ describe.runIf(dockerTestsEnabled)("the program's containers on a real Docker en
     }, 300_000);
   });
 
+  describe("a stack with one Ollama per GPU (ollamaGpuDevices)", () => {
+    // Two stand-in Ollama containers; GPU device requests cannot be honoured here (no GPU, no
+    // NVIDIA runtime): the replay leaves them out and lists them (test/support/docker-replay.ts).
+    let replay: DockerReplay;
+    let program: Program;
+    let base: string;
+    let ca: string;
+    let keys: Record<string, string>;
+    const proxyLog = async () => {
+      const container = engine.docker.getContainer(replay.containerName("gateway-proxy-server"));
+      const text = demux((await container.logs({ stdout: true, stderr: false, tail: 1000 })) as unknown as Buffer);
+      return text.split("\n").filter((line) => line.startsWith("{")).map((line) => JSON.parse(line) as { path: string; model: string; backend: string; status: number });
+    };
+    const chat = (model: string) =>
+      httpsRequest(`${base}/api/chat`, ca, { method: "POST", headers: bearer(keys.app), body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }], stream: false }) });
+
+    beforeAll(async () => {
+      const httpPort = await freePort();
+      const httpsPort = await freePort();
+      replay = new DockerReplay(engine.docker, { standIns: { [OLLAMA_IMAGE]: STANDIN_OLLAMA_IMAGE } });
+      let resources: RecordedResource[];
+      ({ program, resources } = await evaluateProgram({ ...stackFileConfig("dev"), httpPort: String(httpPort), httpsPort: String(httpsPort), ollamaGpuDevices: JSON.stringify(["0", "1"]) }));
+      const started = performance.now();
+      await replay.apply(resources);
+      console.log(`[measure] two-GPU stack replay: ${Math.round(performance.now() - started)} ms`);
+      base = `https://127.0.0.1:${httpsPort}`;
+      ca = (await new Promise<string | undefined>((resolve) => program.caCertPem.apply(resolve)))!;
+      keys = await new Promise((resolve) => program.apiKeys.apply(resolve));
+    }, 300_000);
+
+    afterAll(async () => {
+      await replay?.destroy();
+    }, 120_000);
+
+    it("creates both servers, each with its own volume, its alias and the model pulled, and says which GPU requests it left out", async () => {
+      expect(replay.unhonoured).toEqual([
+        { resource: "gateway-ollama-gpu0-server", input: "deviceRequests", value: [{ driver: "nvidia", deviceIds: ["0"], capabilities: ["gpu"] }] },
+        { resource: "gateway-ollama-gpu1-server", input: "deviceRequests", value: [{ driver: "nvidia", deviceIds: ["1"], capabilities: ["gpu"] }] },
+      ]);
+      const gpu0 = await replay.inspect("gateway-ollama-gpu0-server");
+      const gpu1 = await replay.inspect("gateway-ollama-gpu1-server");
+      for (const server of [gpu0, gpu1]) expect(server.State.Health?.Status).toBe("healthy");
+      expect(gpu0.Mounts[0].Name).not.toBe(gpu1.Mounts[0].Name);
+      const aliases = (c: Docker.ContainerInspectInfo) => Object.values(c.NetworkSettings.Networks).flatMap((n) => n.Aliases ?? []);
+      expect(aliases(gpu0)).toContain("ollama-gpu0");
+      expect(aliases(gpu1)).toContain("ollama-gpu1");
+      for (const name of ["gateway-ollama-gpu0-pull-gemma3-1b", "gateway-ollama-gpu1-pull-gemma3-1b"]) expect((await replay.inspect(name)).State.ExitCode, name).toBe(0);
+    });
+
+    it("pins model management to the backend named in X-Ollama-Backend, and each model reaches only the backend that has it", async () => {
+      const pull = { method: "POST", body: JSON.stringify({ model: "qwen3:0.6b", stream: false }) };
+      const unpinned = await httpsRequest(`${base}/api/pull`, ca, { ...pull, headers: bearer(keys.ops) });
+      expect(unpinned.status).toBe(400);
+      expect(unpinned.body).toContain("X-Ollama-Backend");
+      expect((await httpsRequest(`${base}/api/pull`, ca, { ...pull, headers: { ...bearer(keys.ops), "X-Ollama-Backend": "gpu1" } })).status).toBe(200);
+      // The proxy learns it from /api/tags at its next probe (every 2 s): the union lists it once.
+      const deadline = Date.now() + 10_000;
+      let names: string[] = [];
+      while (!names.includes("qwen3:0.6b") && Date.now() < deadline) {
+        await sleep(250);
+        names = JSON.parse((await httpsRequest(`${base}/api/tags`, ca, { headers: bearer(keys.app) })).body).models.map((m: { name: string }) => m.name);
+      }
+      expect(names.sort()).toEqual(["gemma3:1b", "qwen3:0.6b"]);
+
+      // Equally suited backends are picked at random: 20 requests reach both but for 2^-19.
+      for (let i = 0; i < 20; i++) {
+        expect((await chat("qwen3:0.6b")).status).toBe(200);
+        expect((await chat("gemma3:1b")).status).toBe(200);
+      }
+      const missing = await chat("llama3.2:1b");
+      expect(missing.status).toBe(404);
+      expect(JSON.parse(missing.body)).toEqual({ error: "model 'llama3.2:1b' not found" });
+
+      const served = (model: string) => (lines: Awaited<ReturnType<typeof proxyLog>>) =>
+        lines.filter((l) => l.path === "/api/chat" && l.model === model).map((l) => `${l.status} ${l.backend}`);
+      const lines = await proxyLog();
+      expect(served("qwen3:0.6b")(lines)).toEqual(Array(20).fill("200 gpu1"));
+      const gemma = served("gemma3:1b")(lines);
+      expect(gemma).toHaveLength(20);
+      expect(new Set(gemma)).toEqual(new Set(["200 gpu0", "200 gpu1"]));
+      // gpu0 never saw the model it does not have: its own list still lacks it.
+      const list = await exec(engine.docker, replay.containerName("gateway-ollama-gpu0-server"), ["ollama", "list"]);
+      expect(list.output.trim().split("\n")).toEqual(["gemma3:1b"]);
+    }, 60_000);
+  });
+
   describe("what goes wrong is reported with what to do, never as a hang", () => {
     it("an engine that is not there", async () => {
       const saved = process.env[DOCKER_HOST_VARIABLE];
@@ -356,6 +442,7 @@ describe.runIf(dockerTestsEnabled)("the program's containers on a real Docker en
         custom: true,
         aliases: [],
         deleteBeforeReplace: false,
+        provider: "",
         // nginx never starts (no bundle), so the image's healthcheck command fails.
         inputs: {
           image: PROXY_IMAGE_TAG,
@@ -417,6 +504,11 @@ describe.runIf(dockerTestsEnabled)("a bundle rendered by the CLI, served by the 
     });
     containers.push(ollama);
     await ollama.start();
+    // Like Ollama on a fresh volume, the stand-in holds no model until one is pulled.
+    for (let tries = 0; (await exec(engine.docker, ollama.id, ["ollama", "pull", "gemma3:1b"])).code !== 0; tries++) {
+      if (tries > 50) throw new Error(`the stand-in Ollama did not take a pull:\n${await containerLogs(ollama)}`);
+      await sleep(200);
+    }
     // The image's own user; the documented `docker run` line.
     const proxy = await engine.docker.createContainer({
       name: `bundle-test-proxy-${process.pid}`,

@@ -12,6 +12,10 @@
  * - images: `RemoteImage` pulls nothing (no registry is reachable): a stand-in local image is
  *   used; `Image` builds with the engine's classic builder, where the provider uses BuildKit;
  * - `gpus`: no GPU on these machines, refused;
+ * - `deviceRequests` (`--gpus device=N`, one Ollama per GPU): no GPU and no NVIDIA runtime here, so
+ *   the engine would refuse to start the container; they are not passed to it but listed in
+ *   `unhonoured` (resource name and the requests as declared) for the test to assert;
+ * - resources on another provider (an `ssh://` Docker host): no such host is reachable, refused;
  * - the provider's own diff: here any input change replaces a resource (for containers, networks
  *   and volumes the provider does the same for nearly every input).
  */
@@ -35,7 +39,7 @@ const TYPES = {
 const CONTAINER_INPUTS = new Set([
   "image", "name", "command", "entrypoints", "envs", "user", "workingDir", "labels", "ports", "volumes", "networksAdvanced", "networkMode",
   "uploads", "healthcheck", "restart", "mustRun", "attach", "logs", "wait", "waitTimeout", "readOnly", "tmpfs", "ulimits", "capabilities",
-  "securityOpts", "gpus",
+  "securityOpts", "gpus", "deviceRequests",
 ]);
 
 interface Applied {
@@ -78,6 +82,8 @@ export class DockerReplay {
   private readonly state = new Map<string, Applied>();
   /** A value the mocks returned (an image ID, a repoDigest) -> the real one on this engine. */
   private readonly values = new Map<string, string>();
+  /** Inputs declared but not given to the engine (see the header): resource name -> what it asked for. */
+  readonly unhonoured: { resource: string; input: string; value: unknown }[] = [];
   readonly runId = createHash("sha256").update(`${process.pid}/${Date.now()}`).digest("hex").slice(0, 8);
 
   constructor(
@@ -161,6 +167,8 @@ export class DockerReplay {
 
   private async create(resource: RecordedResource, key: string, generation: number): Promise<Applied> {
     const inputs = unwrap(resource.inputs) as Record<string, any>;
+    if (resource.provider !== "")
+      throw new Error(`replay: ${resource.name} is on provider ${resource.provider} (another Docker host, over SSH); only this engine is reachable here`);
     const applied = { urn: resource.urn, type: resource.type, name: resource.name, key, generation };
     const labels = { [REPLAY_LABEL]: this.runId };
     switch (resource.type) {
@@ -207,6 +215,10 @@ export class DockerReplay {
   private async createContainer(resource: RecordedResource, inputs: Record<string, any>, generation: number, replayLabels: Record<string, string>): Promise<string> {
     refuseUnknown(resource, inputs, [...CONTAINER_INPUTS]);
     if (inputs.gpus !== undefined) throw new Error(`replay: ${resource.name} asks for gpus=${inputs.gpus}; these machines have no GPU (only a real \`pulumi up\` on a GPU host proves it)`);
+    if (inputs.deviceRequests !== undefined) {
+      this.unhonoured.push({ resource: resource.name, input: "deviceRequests", value: inputs.deviceRequests });
+      this.log(`container ${resource.name}: deviceRequests ${JSON.stringify(inputs.deviceRequests)} not honoured (no GPU here)`);
+    }
     const physical = this.physicalName(resource, generation);
     const image = this.values.get(inputs.image) ?? inputs.image;
     const networks: { name: string; aliases?: string[] }[] = inputs.networksAdvanced ?? [];

@@ -46,6 +46,8 @@ export interface RecordedResource {
   aliases: string[];
   /** The `deleteBeforeReplace` option. */
   deleteBeforeReplace: boolean;
+  /** The explicit provider, as `<provider URN>::<id>` ("" for the default provider). */
+  provider: string;
 }
 
 export const recorded: RecordedResource[] = [];
@@ -140,11 +142,12 @@ export function computed(type: string, name: string, inputs: Record<string, any>
   }
 }
 
-let lastRegistration: Pick<RecordedResource, "parent" | "urn" | "aliases" | "deleteBeforeReplace"> = {
+let lastRegistration: Pick<RecordedResource, "parent" | "urn" | "aliases" | "deleteBeforeReplace" | "provider"> = {
   parent: "",
   urn: "",
   aliases: [],
   deleteBeforeReplace: false,
+  provider: "",
 };
 
 /** Installs the mocks once per test file; call before importing the program. */
@@ -176,6 +179,7 @@ export function installMocks(): void {
         ...request.getAliasurnsList(),
       ],
       deleteBeforeReplace: request.getDeletebeforereplace(),
+      provider: request.getProvider(),
     };
     return register(request, callback);
   };
