@@ -6,6 +6,7 @@
  */
 import net from "node:net";
 import { z } from "zod";
+import { credentialGovernanceFields, metricsSchema, requestLimitsSchema } from "./governance";
 import { JWT_ALGORITHMS, publicKeyFromJwk, publicKeyFromPem, secretBytes } from "./jwt";
 
 export const SCOPES = ["read", "inference", "admin"] as const;
@@ -83,6 +84,8 @@ const apiKeyEntry = z.strictObject({
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
+  // Governance (bundle/governance.ts): maxConcurrent, limits.
+  ...credentialGovernanceFields,
 }).superRefine(exactlyOneOf("key", "keySha256"));
 
 const basicUserEntry = z.strictObject({
@@ -95,6 +98,8 @@ const basicUserEntry = z.strictObject({
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
+  // Governance (bundle/governance.ts): maxConcurrent, limits.
+  ...credentialGovernanceFields,
 }).superRefine(exactlyOneOf("password", "passwordHash"));
 
 const seconds = (min: number, max: number) =>
@@ -327,6 +332,10 @@ export const gatewaySpecSchema = z
     jwt: jwtSection.optional(),
     /** An external service that decides requests the gateway does not recognise (or all of them). */
     externalAuth: externalAuthSection.optional(),
+    /** Request limits for every caller (bundle/governance.ts); credentials may override them. Default none. */
+    limits: requestLimitsSchema.default({}),
+    /** Prometheus metrics on their own listener (bundle/governance.ts). Default off. */
+    metrics: metricsSchema.optional(),
     /** Client addresses: `deny` first, then `allow`; with any `allow`, everything else is refused (403). */
     network: z
       .strictObject({
@@ -381,6 +390,13 @@ export const gatewaySpecSchema = z
     if (spec.jwt) checkJwt(spec.jwt, ctx);
     if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
     if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
+    if (spec.metrics && [spec.listen.http, spec.listen.https].includes(spec.metrics.listen.port))
+      ctx.addIssue({
+        code: "custom",
+        path: ["metrics", "listen", "port"],
+        input: spec.metrics.listen.port,
+        message: "is an API port; metrics need a port of their own (for example 9145)",
+      });
     if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
       ctx.addIssue({
         code: "custom",

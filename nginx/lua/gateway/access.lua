@@ -10,6 +10,7 @@ local jwt = require "gateway.jwt"
 local external_auth = require "gateway.external_auth"
 local edge = require "gateway.edge"
 local body = require "gateway.body"
+local governance = require "gateway.governance"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -347,10 +348,14 @@ function _M.handle()
     return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features")
   end
 
-  local retry_after = ratelimit.take(record.rate_key or ((record.hash and "user:" or "key:") .. record.name), record.rate or config.rate)
+  local caller_key = record.rate_key or ((record.hash and "user:" or "key:") .. record.name)
+  local retry_after = ratelimit.take(caller_key, record.rate or config.rate)
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
+
+  -- Request limits and the caller's in-flight slot (gateway/governance.lua, issue 16).
+  governance.admit(caller_key, record, asked)
 end
 
 -- For unit tests of the pure parts.

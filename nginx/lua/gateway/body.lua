@@ -173,7 +173,8 @@ function _M.inspect_json(body)
     if not field or not field[3] then return nil end
     return cjson.decode(sub(body, field[2], field[3]))
   end
-  local result = { model = "" }
+  -- `value` also serves the request limits (gateway/limits.lua).
+  local result = { model = "", value = value }
   for _, name in ipairs(MODEL_FIELDS) do
     local v = value(name)
     if type(v) == "string" then

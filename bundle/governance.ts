@@ -1,0 +1,140 @@
+/**
+ * Governance at the edge (issue 16): request limits, per-credential concurrency and the
+ * Prometheus listener. The spec fields are declared here and used by `bundle/spec.ts`; the
+ * renderers turn them into `lua/gateway/policy.lua` (data read by gateway/governance.lua) and the
+ * metrics `server` block. Pure functions over plain values.
+ */
+import { z } from "zod";
+import { luaString } from "./routes";
+
+const wholeNumber = (min: number, max: number) =>
+  z.number().int({ error: `use a whole number from ${min} to ${max}` }).min(min, { error: `use a whole number from ${min} to ${max}` })
+    .max(max, { error: `use a whole number from ${min} to ${max}` });
+
+/**
+ * Limits on what one request may ask Ollama for. Absent fields are not checked. Over a limit the
+ * request gets 400 JSON naming the field, its value and the limit; nothing is rewritten.
+ */
+export const requestLimitsSchema = z.strictObject({
+  /** Largest `options.num_ctx` (context window, the main driver of memory per loaded model). */
+  maxNumCtx: wholeNumber(1, 16_777_216).optional(),
+  /**
+   * Largest number of tokens to generate: `options.num_predict` (Ollama), `max_tokens` (OpenAI,
+   * Anthropic), `max_completion_tokens`, `max_output_tokens` (Responses). With it set, Ollama's
+   * "unlimited" values (-1, -2) are refused; a request that names none keeps Ollama's default.
+   */
+  maxNumPredict: wholeNumber(1, 16_777_216).optional(),
+  /** Longest `keep_alive` in seconds (Ollama reads numbers as seconds, strings as Go durations). */
+  maxKeepAliveSeconds: wholeNumber(0, 31_536_000).optional(),
+  /**
+   * Whether `keep_alive` -1 (or any negative value: keep the model loaded forever) is allowed.
+   * Default: allowed unless `maxKeepAliveSeconds` is set.
+   */
+  allowKeepAliveForever: z.boolean().optional(),
+});
+export type RequestLimits = z.output<typeof requestLimitsSchema>;
+
+/** In-flight requests one credential may have at once (counted across workers); over it: 429. */
+export const maxConcurrentSchema = wholeNumber(1, 100_000);
+
+/** The separate Prometheus listener: never the API port, no credentials, `GET /metrics` only. */
+export const metricsSchema = z.strictObject({
+  listen: z.strictObject({
+    /** Default `127.0.0.1`: scraped from the same host (or a sidecar). */
+    address: z.union([z.ipv4(), z.ipv6()], { error: "use an IPv4 or IPv6 address such as 127.0.0.1" }).default("127.0.0.1"),
+    port: wholeNumber(1, 65535),
+  }),
+});
+export type MetricsSettings = z.output<typeof metricsSchema>;
+
+/** The governance fields of an API key or Basic user entry. */
+export const credentialGovernanceFields = {
+  /** In-flight requests at once for this credential; over it: 429 with Retry-After. Default: no limit. */
+  maxConcurrent: maxConcurrentSchema.optional(),
+  /** Overrides the gateway-wide `limits`, field by field. */
+  limits: requestLimitsSchema.optional(),
+};
+
+/** Label values are capped (gateway/metrics.lua): past this many, a value is counted as "(other)". */
+export const METRICS_SERIES_CAP = { callers: 1000, models: 200 };
+
+interface GovernedEntry {
+  name: string;
+  maxConcurrent?: number;
+  limits?: RequestLimits;
+}
+
+interface GovernedSpec {
+  limits: RequestLimits;
+  apiKeys: GovernedEntry[];
+  basicUsers: GovernedEntry[];
+  metrics?: MetricsSettings;
+}
+
+function limitsLua(limits: RequestLimits | undefined): string {
+  const merged = limits ?? {};
+  const fields = [
+    merged.maxNumCtx !== undefined ? `num_ctx = ${merged.maxNumCtx}` : undefined,
+    merged.maxNumPredict !== undefined ? `num_predict = ${merged.maxNumPredict}` : undefined,
+    merged.maxKeepAliveSeconds !== undefined ? `keep_alive = ${merged.maxKeepAliveSeconds}` : undefined,
+    merged.allowKeepAliveForever !== undefined ? `keep_alive_forever = ${merged.allowKeepAliveForever}` : undefined,
+  ].filter((f) => f !== undefined);
+  return `{ ${fields.join(", ")} }`;
+}
+
+/** A credential's effective limits: the gateway-wide ones, overridden field by field. */
+export function effectiveLimits(gateway: RequestLimits, own: RequestLimits | undefined): RequestLimits {
+  return { ...gateway, ...Object.fromEntries(Object.entries(own ?? {}).filter(([, v]) => v !== undefined)) };
+}
+
+/**
+ * `lua/gateway/policy.lua`: limits and concurrency per caller, keyed like the rate limiter
+ * (`key:<name>` for API keys, `user:<name>` for Basic users). Config, not credentials: a change
+ * takes a reload, as any other setting.
+ */
+export function renderPolicyLua(spec: GovernedSpec): string {
+  const caller = (prefix: string, entry: GovernedEntry) => {
+    if (entry.maxConcurrent === undefined && entry.limits === undefined) return [];
+    const fields = [
+      entry.maxConcurrent !== undefined ? `max_concurrent = ${entry.maxConcurrent}` : undefined,
+      entry.limits !== undefined ? `limits = ${limitsLua(effectiveLimits(spec.limits, entry.limits))}` : undefined,
+    ].filter((f) => f !== undefined);
+    return [`    [${luaString(`${prefix}:${entry.name}`)}] = { ${fields.join(", ")} },`];
+  };
+  return [
+    "-- Generated by bundle/governance.ts from the gateway spec; do not edit.",
+    "return {",
+    "  -- Gateway-wide request limits (spec `limits`).",
+    `  limits = ${limitsLua(spec.limits)},`,
+    "  -- Per credential (spec `apiKeys[].maxConcurrent`, `.limits`; the same for `basicUsers`).",
+    "  callers = {",
+    ...spec.apiKeys.flatMap((e) => caller("key", e)),
+    ...spec.basicUsers.flatMap((e) => caller("user", e)),
+    "  },",
+    `  metrics = ${spec.metrics !== undefined},`,
+    `  series_cap = { callers = ${METRICS_SERIES_CAP.callers}, models = ${METRICS_SERIES_CAP.models} },`,
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** The metrics `server` block for nginx.conf, or a comment when metrics are off. */
+export function renderMetricsServer(metrics: MetricsSettings | undefined): string {
+  if (!metrics) return "    # Prometheus metrics are off (spec `metrics`).";
+  const address = metrics.listen.address.includes(":") ? `[${metrics.listen.address}]` : metrics.listen.address;
+  return [
+    "    # Prometheus metrics (spec `metrics`): its own listener, never the API port. No credential",
+    "    # is asked for or accepted here; bind it where only the scraper reaches it.",
+    "    server {",
+    `        listen ${address}:${metrics.listen.port};`,
+    "        access_log off;",
+    "        location = /metrics {",
+    "            limit_except GET { deny all; }",
+    '            content_by_lua_block { require("gateway.metrics").serve() }',
+    "        }",
+    "        location / {",
+    "            return 404;",
+    "        }",
+    "    }",
+  ].join("\n");
+}

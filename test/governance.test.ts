@@ -1,0 +1,291 @@
+/**
+ * Governance at the edge (issue 16) through the real nginx in front of the stand-in Ollama:
+ * token accounting in the access log (items 4), per-credential concurrency (3) and request
+ * limits (2). Prometheus itself is in test/metrics-prometheus.test.ts.
+ */
+import http from "node:http";
+import OpenAI from "openai";
+import { Ollama } from "ollama";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
+import { bearer, request } from "./support/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+
+// Test-only credentials, made up for this file.
+const KEYS = {
+  app: "gov-app-key-000000000000000000000000",
+  pair: "gov-pair-key-00000000000000000000000",
+  tight: "gov-tight-key-0000000000000000000000",
+};
+
+/** Token counts the stand-in reported, read from the response the client got. */
+function ndjsonFinal(body: string) {
+  const lines = body.trim().split("\n");
+  return JSON.parse(lines[lines.length - 1]);
+}
+
+describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
+  let fake: FakeOllama;
+  let gateway: RunningGateway;
+
+  beforeAll(async () => {
+    fake = await startFakeOllama({ chunks: 4, chunkIntervalMs: 1 });
+    gateway = await startGateway({
+      upstreamUrl: fake.url,
+      spec: {
+        apiKeys: [
+          { name: "app", key: KEYS.app, scope: "inference" },
+          { name: "pair", key: KEYS.pair, scope: "inference", maxConcurrent: 2 },
+          { name: "tight", key: KEYS.tight, scope: "inference", limits: { maxNumCtx: 2048, maxKeepAliveSeconds: 300 } },
+        ],
+        limits: { maxNumCtx: 8192, maxNumPredict: 512 },
+        rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await fake?.close();
+  });
+
+  async function lastLogFor(path: string) {
+    let entry: Record<string, unknown> | undefined;
+    await waitUntil(async () => {
+      entry = (await gateway.settledAccessLog()).filter((e) => e.path === path).pop();
+      return entry !== undefined;
+    });
+    return entry!;
+  }
+
+  describe("token accounting (item 4)", () => {
+    it("logs Ollama's counts from the final NDJSON line of a stream, and the time to the first byte", async () => {
+      fake.setOptions({ firstByteDelayMs: 120 });
+      try {
+        const response = await request(`${gateway.url}/api/chat`, {
+          method: "POST",
+          headers: { ...bearer(KEYS.app), "Content-Type": "application/json" },
+          body: JSON.stringify({ model: FAKE_MODEL, messages: [{ role: "user", content: "Why is the sky blue? Tell me." }] }),
+        });
+        expect(response.status).toBe(200);
+        const final = ndjsonFinal(response.body);
+        const entry = await lastLogFor("/api/chat");
+        expect(entry).toMatchObject({ prompt_tokens: final.prompt_eval_count, completion_tokens: final.eval_count, model: FAKE_MODEL });
+        expect(final.eval_count).toBe(4);
+        expect(entry.ttft_ms).toBeGreaterThanOrEqual(100);
+        expect(entry.ttft_ms as number).toBeLessThanOrEqual((entry.request_time as number) * 1000 + 1);
+      } finally {
+        fake.setOptions({ firstByteDelayMs: 0 });
+      }
+    });
+
+    it("logs the counts of a non-streamed /api/generate and /api/embed", async () => {
+      const ollama = new Ollama({ host: gateway.url, headers: bearer(KEYS.app) });
+      const generated = await ollama.generate({ model: FAKE_MODEL, prompt: "Hello there, model", stream: false });
+      expect(await lastLogFor("/api/generate")).toMatchObject({ prompt_tokens: generated.prompt_eval_count, completion_tokens: generated.eval_count });
+      const embedded = await ollama.embed({ model: FAKE_MODEL, input: ["one input", "and another one"] });
+      expect(await lastLogFor("/api/embed")).toMatchObject({ prompt_tokens: embedded.prompt_eval_count, completion_tokens: 0 });
+    });
+
+    it("logs OpenAI `usage`: non-streamed, and streamed with include_usage; null without it", async () => {
+      const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEYS.app });
+      const messages = [{ role: "user" as const, content: "Count the tokens of this prompt" }];
+      const plain = await openai.chat.completions.create({ model: FAKE_MODEL, messages });
+      expect(await lastLogFor("/v1/chat/completions")).toMatchObject({ prompt_tokens: plain.usage!.prompt_tokens, completion_tokens: plain.usage!.completion_tokens });
+
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of await openai.chat.completions.create({ model: FAKE_MODEL, messages, stream: true, stream_options: { include_usage: true } })) {
+        if (chunk.usage) usage = chunk.usage;
+      }
+      expect(usage).toBeDefined();
+      expect(await lastLogFor("/v1/chat/completions")).toMatchObject({ prompt_tokens: usage!.prompt_tokens, completion_tokens: usage!.completion_tokens });
+
+      // The legacy completions stream carries an all-zero usage in every chunk: the last one counts.
+      let completionUsage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of await openai.completions.create({ model: FAKE_MODEL, prompt: "Say something", stream: true, stream_options: { include_usage: true } })) {
+        if (chunk.usage && chunk.choices.length === 0) completionUsage = chunk.usage;
+      }
+      expect(completionUsage!.completion_tokens).toBe(4);
+      expect(await lastLogFor("/v1/completions")).toMatchObject({ prompt_tokens: completionUsage!.prompt_tokens, completion_tokens: 4 });
+
+      const stream = await openai.chat.completions.create({ model: FAKE_MODEL, messages, stream: true });
+      for await (const _ of stream) void _;
+      const entry = await lastLogFor("/v1/chat/completions");
+      expect(entry.prompt_tokens).toBeNull();
+      expect(entry.completion_tokens).toBeNull();
+      expect(typeof entry.ttft_ms).toBe("number");
+    });
+
+    it("does not take counts a model could write: tool-call arguments before or after the real ones", async () => {
+      // A direct check of the parser the body filter uses, through nginx: a stand-in final line
+      // whose tool call (after the metrics, as in a GenerateResponse) names the same keys.
+      const port = await freePort();
+      const server = http.createServer((_req, res) => {
+        res.writeHead(200, { "Content-Type": "application/json; charset=utf-8" });
+        res.end(JSON.stringify({
+          model: FAKE_MODEL, created_at: new Date().toISOString(), response: "", done: true, done_reason: "stop",
+          prompt_eval_count: 11, eval_count: 7, tool_calls: [{ function: { name: "f", arguments: { prompt_eval_count: 1, eval_count: 1 } } }],
+        }));
+      });
+      await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+      const other = await startGateway({ upstreamUrl: `http://127.0.0.1:${port}`, spec: { apiKeys: [{ name: "app", key: KEYS.app, scope: "inference" }] } });
+      try {
+        const response = await request(`${other.url}/api/generate`, {
+          method: "POST", headers: bearer(KEYS.app), body: JSON.stringify({ model: FAKE_MODEL, prompt: "hi", stream: false }),
+        });
+        expect(response.status).toBe(200);
+        const entry = (await other.settledAccessLog()).pop()!;
+        expect(entry).toMatchObject({ prompt_tokens: 11, completion_tokens: 7 });
+      } finally {
+        await other.stop();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+
+    it("logs null counts for refusals and errors, with the request's model", async () => {
+      const response = await request(`${gateway.url}/api/chat`, {
+        method: "POST", headers: { Authorization: "Bearer wrong-key-0000000000000000000000" }, body: JSON.stringify({ model: FAKE_MODEL, messages: [] }),
+      });
+      expect(response.status).toBe(401);
+      const entry = await lastLogFor("/api/chat");
+      expect(entry).toMatchObject({ status: 401, prompt_tokens: null, completion_tokens: null });
+    });
+  });
+
+  describe("request limits (item 2)", () => {
+    async function send(key: string, path: string, body: unknown) {
+      const before = fake.requests.length;
+      const response = await request(gateway.url + path, {
+        method: "POST", headers: { ...bearer(key), "Content-Type": "application/json" }, body: JSON.stringify(body),
+      });
+      return { status: response.status, body: response.body, reached: fake.requests.length - before };
+    }
+    const chat = (extra: object) => ({ model: FAKE_MODEL, messages: [{ role: "user", content: "hi" }], stream: false, ...extra });
+
+    it("answers 400 naming the field, the value and the limit, before Ollama", async () => {
+      const cases: [string, string, unknown, string][] = [
+        [KEYS.app, "/api/chat", chat({ options: { num_ctx: 131072 } }), "`options.num_ctx` is 131072, above the gateway's limit of 8192 tokens of context; ask for 8192 or less"],
+        [KEYS.app, "/api/generate", { model: FAKE_MODEL, prompt: "x", options: { num_predict: 4096 } }, "`options.num_predict` is 4096, above the gateway's limit of 512"],
+        [KEYS.app, "/api/generate", { model: FAKE_MODEL, prompt: "x", options: { num_predict: -1 } }, "`options.num_predict` is -1 (no limit)"],
+        [KEYS.app, "/v1/chat/completions", { model: FAKE_MODEL, messages: [{ role: "user", content: "x" }], max_tokens: 100000 }, "`max_tokens` is 100000, above the gateway's limit of 512"],
+        [KEYS.app, "/v1/messages", { model: FAKE_MODEL, messages: [{ role: "user", content: "x" }], MAX_TOKENS: 9999 }, "`max_tokens` is 9999"],
+        [KEYS.app, "/v1/responses", { model: FAKE_MODEL, input: "x", max_output_tokens: 9999 }, "`max_output_tokens` is 9999"],
+        [KEYS.tight, "/api/chat", chat({ options: { num_ctx: 4096 } }), "`options.num_ctx` is 4096, above the gateway's limit of 2048"],
+        [KEYS.tight, "/api/chat", chat({ keep_alive: -1 }), "`keep_alive` is -1 (keep the model loaded forever), which the gateway does not allow; use at most 300 seconds"],
+        [KEYS.tight, "/api/chat", chat({ keep_alive: "-5m" }), "`keep_alive` is \"-5m\" (keep the model loaded forever)"],
+        [KEYS.tight, "/api/generate", { model: FAKE_MODEL, keep_alive: "1h30m" }, "`keep_alive` is \"1h30m\" (5400 seconds), above the gateway's limit of 300 seconds"],
+        [KEYS.tight, "/api/embed", { model: FAKE_MODEL, input: "x", keep_alive: 301 }, "`keep_alive` is 301 (301 seconds)"],
+        [KEYS.tight, "/api/chat", chat({ keep_alive: "forever" }), "`keep_alive` is \"forever\"; use a number of seconds or a duration"],
+        [KEYS.tight, "/api/chat", chat({ options: { num_ctx: "4096" } }), "`options.num_ctx` is \"4096\"; use a whole number"],
+      ];
+      const failures: string[] = [];
+      for (const [key, path, body, message] of cases) {
+        const result = await send(key, path, body);
+        if (result.status !== 400 || result.reached !== 0 || !JSON.parse(result.body).error.includes(message))
+          failures.push(`${path} ${JSON.stringify(body)}: ${result.status}, reached ${result.reached}: ${result.body}`);
+      }
+      expect(failures).toEqual([]);
+    });
+
+    it("lists every problem of a request at once", async () => {
+      const result = await send(KEYS.tight, "/api/chat", chat({ options: { num_ctx: 4096, num_predict: 1000 }, keep_alive: "10m" }));
+      expect(result.status).toBe(400);
+      const message = JSON.parse(result.body).error as string;
+      expect(message).toContain("`options.num_ctx` is 4096");
+      expect(message).toContain("`options.num_predict` is 1000");
+      expect(message).toContain("`keep_alive` is \"10m\" (600 seconds)");
+    });
+
+    it("forwards requests within the limits unchanged", async () => {
+      const cases: [string, string, unknown][] = [
+        [KEYS.app, "/api/chat", chat({ options: { num_ctx: 8192, num_predict: 512 }, keep_alive: -1 })],
+        [KEYS.tight, "/api/chat", chat({ options: { num_ctx: 2048 }, keep_alive: "5m" })],
+        [KEYS.tight, "/api/generate", { model: FAKE_MODEL, prompt: "x", stream: false, keep_alive: 0 }],
+        [KEYS.app, "/v1/chat/completions", { model: FAKE_MODEL, messages: [{ role: "user", content: "x" }], max_tokens: 512 }],
+      ];
+      for (const [key, path, body] of cases) {
+        const result = await send(key, path, body);
+        expect(result.status, result.body).toBe(200);
+        expect(fake.requests[fake.requests.length - 1].body).toBe(JSON.stringify(body));
+      }
+    });
+  });
+
+  describe("concurrency per credential (item 3)", () => {
+    /** Starts a streamed chat and resolves once its first line arrived; `abort` drops the connection. */
+    function openStream(key: string) {
+      let req!: http.ClientRequest;
+      const firstLine = new Promise<http.IncomingMessage>((resolve, reject) => {
+        req = http.request(`${gateway.url}/api/chat`, { method: "POST", headers: { ...bearer(key), "Content-Type": "application/json" }, agent: false }, (res) => {
+          res.once("data", () => resolve(res));
+          res.on("error", () => undefined);
+        });
+        req.on("error", (e) => (e.message === "socket hang up" ? undefined : reject(e)));
+        req.end(JSON.stringify({ model: FAKE_MODEL, messages: [{ role: "user", content: "long story" }] }));
+      });
+      return { firstLine, abort: () => req.destroy() };
+    }
+
+    it("refuses the third of three concurrent streams on maxConcurrent 2, and frees a slot when a client disconnects", async () => {
+      fake.setOptions({ chunks: 400, chunkIntervalMs: 20 });
+      const streams = [openStream(KEYS.pair), openStream(KEYS.pair)];
+      try {
+        const responses = await Promise.all(streams.map((s) => s.firstLine));
+        expect(responses.map((r) => r.statusCode)).toEqual([200, 200]);
+        const third = await request(`${gateway.url}/api/tags`, { headers: bearer(KEYS.pair) });
+        expect(third.status).toBe(429);
+        expect(third.headers.get("retry-after")).toBe("1");
+        expect(third.json().error).toBe("too many requests in progress for pair (at most 2 at once); retry when one has finished");
+        // Another credential is not affected.
+        expect((await request(`${gateway.url}/api/tags`, { headers: bearer(KEYS.app) })).status).toBe(200);
+
+        streams[0].abort();
+        await waitUntil(async () => (await request(`${gateway.url}/api/tags`, { headers: bearer(KEYS.pair) })).status === 200, 5000, 100);
+      } finally {
+        streams.forEach((s) => s.abort());
+        fake.setOptions({ chunks: 4, chunkIntervalMs: 1 });
+      }
+      // Every slot comes back once the streams are gone.
+      await waitUntil(async () => {
+        const results = await Promise.all([0, 1].map(() => openStream(KEYS.pair)));
+        const statuses = (await Promise.all(results.map((s) => s.firstLine))).map((r) => r.statusCode);
+        return statuses.every((s) => s === 200);
+      }, 5000, 200);
+    });
+
+    it("a crash-looping upstream leaks no slot: resets mid-stream and refused connections", async () => {
+      fake.mode = "reset-mid-stream";
+      try {
+        for (let i = 0; i < 6; i++) {
+          const response = await fetch(`${gateway.url}/api/chat`, {
+            method: "POST", headers: bearer(KEYS.pair), body: JSON.stringify({ model: FAKE_MODEL, messages: [{ role: "user", content: "x" }] }),
+          }).then((r) => r.text()).catch(() => "reset");
+          expect(response).toBeDefined();
+        }
+      } finally {
+        fake.mode = "normal";
+      }
+      // An upstream that is not there at all: nginx's own 502 (an error page after an internal redirect).
+      const dead = await startGateway({
+        upstreamUrl: `http://127.0.0.1:${await freePort()}`,
+        spec: { apiKeys: [{ name: "pair", key: KEYS.pair, scope: "inference", maxConcurrent: 1 }] },
+      });
+      try {
+        for (let i = 0; i < 5; i++) {
+          expect((await request(`${dead.url}/api/tags`, { headers: bearer(KEYS.pair) })).status).toBe(502);
+        }
+      } finally {
+        await dead.stop();
+      }
+      const [a, b] = [openStream(KEYS.pair), openStream(KEYS.pair)];
+      fake.setOptions({ chunks: 50, chunkIntervalMs: 10 });
+      try {
+        const statuses = (await Promise.all([a.firstLine, b.firstLine])).map((r) => r.statusCode);
+        expect(statuses).toEqual([200, 200]);
+      } finally {
+        a.abort();
+        b.abort();
+        fake.setOptions({ chunks: 4, chunkIntervalMs: 1 });
+      }
+    });
+  });
+});
