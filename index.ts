@@ -48,6 +48,7 @@ const gateway = new OllamaGateway("gateway", {
   bindAddress: s.bindAddress,
   httpPort: s.httpPort,
   httpsPort: s.httpsPort,
+  ...(s.metricsPort !== undefined ? { metricsPort: s.metricsPort } : {}),
   tls: s.tls.mode === "provided" ? { mode: "provided", certPem: s.tls.certPem, keyPem: pulumi.secret(s.tls.keyPem) } : s.tls,
   apiKeys: s.apiKeys.map(({ key, rotation, ...entry }) => ({
     ...entry,
@@ -70,6 +71,7 @@ const gateway = new OllamaGateway("gateway", {
       clientBodySeconds: 60,
     },
     cors: { allowedOrigins: s.corsAllowedOrigins },
+    limits: s.limits,
   },
   ollama: {
     image: s.ollamaImage,

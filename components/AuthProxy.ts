@@ -40,7 +40,7 @@ const STAGING_DIR = "/staging";
 export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secrets">;
 
 /** Proxy settings the caller chooses; the component sets upstream, listen, logs and credentials. */
-export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt"> & {
+export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt" | "metrics"> & {
   /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
   jwt?: JwtSettings;
 };
@@ -82,6 +82,11 @@ export interface AuthProxyArgs {
   /** HTTPS port (with `tls` only). Default 8443; must differ from `httpPort`. */
   httpsPort?: number;
   /**
+   * Prometheus metrics (docs/governance.md) on this port, published on the host's 127.0.0.1 only,
+   * whatever `bindAddress` is. Must differ from the API ports. Default: off.
+   */
+  metricsPort?: number;
+  /**
    * A pinned image built from image/proxy/Dockerfile and pushed to a registry you use (Debian's
    * nginx and Lua module, nginx at /usr/sbin/nginx, user 10001). Default: build that Dockerfile
    * on the target Docker host (`imageBuild`) and tag it `ollama-gateway-proxy:local`.
@@ -101,7 +106,7 @@ const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIF
 const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
 
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
-export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number }): GatewaySpecInput {
+export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number; metrics?: number }): GatewaySpecInput {
   const { jwt, network, ...rest } = settings;
   const allow = network?.allow ?? [];
   return {
@@ -118,6 +123,8 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
     listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
     ...(ports.https !== undefined ? { tls: TLS_PLACEHOLDER } : {}),
+    // Every address inside the container; the host publishes it on loopback only.
+    ...(ports.metrics !== undefined ? { metrics: { listen: { address: "0.0.0.0", port: ports.metrics } } } : {}),
     apiKeys: [],
     basicUsers: [],
     accessLog: "/dev/stdout",
@@ -181,7 +188,7 @@ export class AuthProxy extends pulumi.ComponentResource {
       );
     let spec: GatewaySpec;
     try {
-      spec = validateSpec(proxySpecInput(a.settings, { http: a.httpPort, https: httpsPort }));
+      spec = validateSpec(proxySpecInput(a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }));
     } catch (error) {
       if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, this);
       throw error;
@@ -262,6 +269,8 @@ export class AuthProxy extends pulumi.ComponentResource {
     const ports = [
       { internal: a.httpPort, external: a.httpPort, ip: a.bindAddress },
       ...(httpsPort !== undefined ? [{ internal: httpsPort, external: httpsPort, ip: a.bindAddress }] : []),
+      // Metrics never leave the host: Prometheus scrapes 127.0.0.1 (or tunnels to it).
+      ...(args.metricsPort !== undefined ? [{ internal: args.metricsPort, external: args.metricsPort, ip: "127.0.0.1" }] : []),
     ];
     this.container = new docker.Container(
       `${name}-server`,

@@ -69,6 +69,8 @@ export interface OllamaGatewayArgs {
   httpPort?: number;
   /** Default 8443; ignored when `tls.mode` is `none`. */
   httpsPort?: number;
+  /** Prometheus metrics on the host's 127.0.0.1 at this port (docs/governance.md). Default: off. */
+  metricsPort?: number;
   /** Default `{ mode: "selfSigned" }`. */
   tls?: GatewayTlsArgs;
   /** Default none; a gateway without credentials refuses every model route. */
@@ -218,6 +220,7 @@ export class OllamaGateway extends pulumi.ComponentResource {
         bindAddress: a.bindAddress,
         httpPort: a.httpPort,
         httpsPort: a.httpsPort,
+        ...(a.metricsPort !== undefined ? { metricsPort: a.metricsPort } : {}),
         ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
         dependsOn: [ollama],
       },

@@ -7,6 +7,7 @@
  * and the fix.
  */
 import { z } from "zod";
+import type { RequestLimits } from "../bundle/governance";
 import { formatIssues, gatewaySpecSchema, type GatewaySpecInput, type Scope, SCOPES } from "../bundle/spec";
 import { coversProxyLoopback } from "../components/AuthProxy";
 import { pullResourceSuffix } from "../components/OllamaServer";
@@ -80,6 +81,10 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   allowCidrs: { type: "array", description: "Client addresses served (CIDR blocks or addresses); with any entry, all others get 403 (127.0.0.1 is added for the container's healthcheck)." },
   denyCidrs: { type: "array", description: "Client addresses always refused (403), checked before allowCidrs; may not cover 127.0.0.1." },
   trustedProxyCidrs: { type: "array", description: "Load balancers or reverse proxies in front of the gateway (CIDR blocks or addresses, never /0); only their clientAddressHeader is believed, for allowCidrs, denyCidrs, failed-login limits and logs." },
+  metricsPort: { type: "integer", unset: "0", description: "Prometheus metrics (docs/governance.md) on this port of the host's 127.0.0.1 only, never the API ports; 0 = off." },
+  maxNumCtx: { type: "integer", unset: "0", description: "Largest options.num_ctx a request may ask for (400 above it); 0 = no limit." },
+  maxNumPredict: { type: "integer", unset: "0", description: "Largest number of tokens a request may ask to generate (options.num_predict, max_tokens...; 400 above it, and -1 is refused); 0 = no limit." },
+  maxKeepAlive: { type: "string", unset: "", description: "Longest keep_alive a request may ask for, such as 30m (400 above it, and -1 is refused); \"\" = no limit." },
   clientAddressHeader: { type: "string", description: "Header in which trustedProxyCidrs name the client (X-Forwarded-For, X-Real-IP...); ignored on requests from other addresses." },
 };
 
@@ -124,6 +129,7 @@ export const CONFIG_DEFAULTS = {
   denyCidrs: [] as string[],
   trustedProxyCidrs: [] as string[],
   clientAddressHeader: "X-Forwarded-For",
+  metricsPort: 9145,
 };
 
 export interface CredentialConfig {
@@ -197,6 +203,10 @@ export interface StackSettings {
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
   network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+  /** Undefined: metrics off (`metricsPort` 0). */
+  metricsPort?: number;
+  /** Request limits for every caller (the spec's `limits`). */
+  limits: RequestLimits;
 }
 
 export type StackConfigResult = { ok: true; settings: StackSettings } | { ok: false; errors: string[] };
@@ -212,6 +222,8 @@ const withPeriod = (message: string) => (/[.!?]$/.test(message) ? message : `${m
 const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const MODEL = /^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}(:[A-Za-z0-9._-]{1,128})?$/;
 const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
+const KEEP_ALIVE_LIMIT = /^(0|[0-9]+(s|m|h))$/;
+const KEEP_ALIVE_UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
 /** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
 function isPinnedImage(image: string): boolean {
   if (/@sha256:[0-9a-f]{64}$/.test(image)) return true;
@@ -245,6 +257,8 @@ const plainSchema = z.object({
   ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
   ollamaNumParallel: positiveCount.optional(),
   ollamaMaxLoadedModels: positiveCount.optional(),
+  metricsPort: port.optional(),
+  maxKeepAlive: z.string().regex(KEEP_ALIVE_LIMIT, { error: "use a duration such as `30m`, `2h` or `0` (seconds `s`, minutes `m`, hours `h`)" }).optional(),
 });
 
 /** `jwt`/`externalAuth`/`network` fields of the gateway spec -> the config key that sets them. */
@@ -288,6 +302,8 @@ function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeValueSou
   switch (head) {
     case "rateLimit":
       return [`${PROJECT}:rateLimit`];
+    case "limits":
+      return [`${PROJECT}:${({ maxNumCtx: "maxNumCtx", maxNumPredict: "maxNumPredict" } as Record<string, string>)[String(rest[0])] ?? "maxKeepAlive"}`];
     case "timeouts":
       return [`${PROJECT}:upstreamReadTimeoutSeconds`];
     case "cors":
@@ -597,6 +613,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ollamaKeepAlive: get("ollamaKeepAlive"),
       ollamaNumParallel: coerced.ollamaNumParallel,
       ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
+      metricsPort: coerced.metricsPort,
+      maxKeepAlive: coerced.maxKeepAlive,
     },
     { reportInput: true },
   );
@@ -681,6 +699,19 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       );
   });
 
+  // Request limits (bundle/governance.ts): 0 and "" mean none.
+  const keepAlive = coerced.maxKeepAlive as string | undefined;
+  const keepAliveMatch = keepAlive === undefined ? null : /^([0-9]+)([smh])?$/.exec(keepAlive);
+  const limits: RequestLimits = {
+    ...(coerced.maxNumCtx !== undefined ? { maxNumCtx: coerced.maxNumCtx as number } : {}),
+    ...(coerced.maxNumPredict !== undefined ? { maxNumPredict: coerced.maxNumPredict as number } : {}),
+    ...(keepAliveMatch ? { maxKeepAliveSeconds: Number(keepAliveMatch[1]) * KEEP_ALIVE_UNIT_SECONDS[keepAliveMatch[2] ?? "s"] } : {}),
+  };
+  // On by default (9145); `0` turns metrics off.
+  const metricsPort = raw.metricsPort?.trim() === "0" ? undefined : get("metricsPort");
+  if (metricsPort !== undefined && (metricsPort === get("httpPort") || (get("tlsMode") !== "none" && metricsPort === get("httpsPort"))))
+    errors.push(`${key("metricsPort")} is ${metricsPort}, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.`);
+
   // Proxy settings and credential names go through the gateway spec's schema, so the proxy
   // and the CLI refuse the same values with the same words. The digest is a placeholder:
   // this check never renders anything.
@@ -700,6 +731,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
         clientBodySeconds: 60,
       },
       cors: { allowedOrigins: get("corsAllowedOrigins") },
+      limits,
       ...(jwtSpec ? { jwt: jwtSpec } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
@@ -809,6 +841,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
+      ...(metricsPort !== undefined ? { metricsPort } : {}),
+      limits,
     },
   };
 }

@@ -266,3 +266,24 @@ describe("Pulumi.yaml", () => {
     }
   });
 });
+
+describe("governance keys (issue 16)", () => {
+  it("turns metrics on at 9145 by default and off with 0, and reads the request limits", () => {
+    const on = parseStackConfig(devStackConfig());
+    expect(on.ok && on.settings.metricsPort).toBe(9145);
+    const off = parseStackConfig({ ...devStackConfig(), metricsPort: "0", maxNumCtx: "8192", maxNumPredict: "1024", maxKeepAlive: "30m" });
+    expect(off).toMatchObject({ ok: true, settings: { limits: { maxNumCtx: 8192, maxNumPredict: 1024, maxKeepAliveSeconds: 1800 } } });
+    expect(off.ok && off.settings.metricsPort).toBeUndefined();
+    const none = parseStackConfig({ ...devStackConfig(), maxNumCtx: "0", maxKeepAlive: "" });
+    expect(none.ok && none.settings.limits).toEqual({});
+  });
+
+  it("reports every bad governance value at once, naming key, value and fix", () => {
+    expect(errorsOf({ metricsPort: "8080", maxKeepAlive: "-1", maxNumCtx: "-5", maxNumPredict: "many" })).toEqual([
+      '`ollama-gateway:maxNumPredict` is "many"; use a whole number such as 1.',
+      '`ollama-gateway:maxKeepAlive` is "-1"; use a duration such as `30m`, `2h` or `0` (seconds `s`, minutes `m`, hours `h`).',
+      "`ollama-gateway:metricsPort` is 8080, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.",
+      "`ollama-gateway:maxNumCtx` is -5; use a whole number from 1 to 16777216.",
+    ]);
+  });
+});

@@ -40,6 +40,8 @@ const DEV_PROXY_SPEC = {
   tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
   accessLog: "/dev/stdout",
   errorLog: "/dev/stderr",
+  // Metrics are on in the program (`metricsPort` 9145), published on the host's loopback only.
+  metrics: { listen: { address: "0.0.0.0", port: 9145 } },
 };
 
 const containers = () => resourcesOfType(TYPES.container);
@@ -146,6 +148,7 @@ describe("the dev stack", () => {
     expect(withPorts[0].inputs.ports).toEqual([
       { internal: 8080, external: 8080, ip: "127.0.0.1" },
       { internal: 8443, external: 8443, ip: "127.0.0.1" },
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     expect(withPorts[0].inputs.networksAdvanced.map((n: { name: string }) => n.name.replace(/-[a-z0-9]{7}$/, ""))).toEqual([
       "gateway-edge",
@@ -297,6 +300,8 @@ describe("stack variants", () => {
     expect(await valueOf(program.endpoint)).toBe("http://localhost:9000");
     expect(findResource(TYPES.container, "gateway-proxy-server").inputs.ports).toEqual([
       { internal: 9000, external: 9000, ip: "0.0.0.0" },
+      // Metrics stay on loopback whatever bindAddress is.
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     expect(findResource(TYPES.container, "gateway-ollama-server").inputs.gpus).toBe("all");
     expect(containers().map((c) => c.name).sort()).toEqual([
