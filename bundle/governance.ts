@@ -47,8 +47,22 @@ export const metricsSchema = z.strictObject({
 });
 export type MetricsSettings = z.output<typeof metricsSchema>;
 
+/**
+ * A model a credential may use: an exact name (`gemma3:1b`; without a tag it means `:latest`) or
+ * a glob with `*` (`gemma3:*`, `*-embed:*`). Compared case-insensitively, as Ollama does, with
+ * Ollama's default registry and namespace (`registry.ollama.ai/library/`) removed.
+ */
+export const modelPatternSchema = z.string().regex(/^[A-Za-z0-9*][A-Za-z0-9._:/*-]{0,99}$/, {
+  error: "use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters)",
+});
+
 /** The governance fields of an API key or Basic user entry. */
 export const credentialGovernanceFields = {
+  /**
+   * Models this credential may use (names and globs); absent: every model. Requests naming
+   * another model get 403; the model lists (/api/tags, /api/ps, /v1/models) show only these.
+   */
+  models: z.array(modelPatternSchema).max(1000, { error: "list at most 1000 models or globs" }).optional(),
   /** In-flight requests at once for this credential; over it: 429 with Retry-After. Default: no limit. */
   maxConcurrent: maxConcurrentSchema.optional(),
   /** Overrides the gateway-wide `limits`, field by field. */
@@ -62,6 +76,26 @@ interface GovernedEntry {
   name: string;
   maxConcurrent?: number;
   limits?: RequestLimits;
+  models?: string[];
+}
+
+/** A model name as the allow-list compares it (gateway/models.lua does the same to requests). */
+export function normalizeModel(name: string, glob = false): string {
+  let n = name.trim().toLowerCase().replace(/^registry\.ollama\.ai\//, "").replace(/^library\//, "");
+  if (!glob && !n.slice(n.lastIndexOf("/") + 1).includes(":")) n += ":latest";
+  return n;
+}
+
+/** A glob as an anchored Lua pattern: `*` is any run of characters, everything else literal. */
+function globToLuaPattern(glob: string): string {
+  const escaped = normalizeModel(glob, true).replace(/[\^$()%.[\]+\-?]/g, (c) => `%${c}`);
+  return `^${escaped.replaceAll("*", ".*")}$`;
+}
+
+function modelsLua(models: string[]): string {
+  const exact = models.filter((m) => !m.includes("*")).map((m) => `[${luaString(normalizeModel(m))}] = true`);
+  const globs = models.filter((m) => m.includes("*")).map((m) => luaString(globToLuaPattern(m)));
+  return `{ exact = { ${exact.join(", ")} }, globs = { ${globs.join(", ")} } }`;
 }
 
 interface GovernedSpec {
@@ -94,9 +128,10 @@ export function effectiveLimits(gateway: RequestLimits, own: RequestLimits | und
  */
 export function renderPolicyLua(spec: GovernedSpec): string {
   const caller = (prefix: string, entry: GovernedEntry) => {
-    if (entry.maxConcurrent === undefined && entry.limits === undefined) return [];
+    if (entry.maxConcurrent === undefined && entry.limits === undefined && entry.models === undefined) return [];
     const fields = [
       entry.maxConcurrent !== undefined ? `max_concurrent = ${entry.maxConcurrent}` : undefined,
+      entry.models !== undefined ? `models = ${modelsLua(entry.models)}` : undefined,
       entry.limits !== undefined ? `limits = ${limitsLua(effectiveLimits(spec.limits, entry.limits))}` : undefined,
     ].filter((f) => f !== undefined);
     return [`    [${luaString(`${prefix}:${entry.name}`)}] = { ${fields.join(", ")} },`];

@@ -16,7 +16,10 @@ const KEYS = {
   app: "gov-app-key-000000000000000000000000",
   pair: "gov-pair-key-00000000000000000000000",
   tight: "gov-tight-key-0000000000000000000000",
+  picky: "gov-picky-key-0000000000000000000000",
 };
+const OTHER_MODEL = "llama3.2:3b";
+const EMBED_MODEL = "qwen3-embed:0.6b";
 
 /** Token counts the stand-in reported, read from the response the client got. */
 function ndjsonFinal(body: string) {
@@ -29,7 +32,7 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
   let gateway: RunningGateway;
 
   beforeAll(async () => {
-    fake = await startFakeOllama({ chunks: 4, chunkIntervalMs: 1 });
+    fake = await startFakeOllama({ chunks: 4, chunkIntervalMs: 1, models: [FAKE_MODEL, OTHER_MODEL, EMBED_MODEL] });
     gateway = await startGateway({
       upstreamUrl: fake.url,
       spec: {
@@ -37,6 +40,7 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
           { name: "app", key: KEYS.app, scope: "inference" },
           { name: "pair", key: KEYS.pair, scope: "inference", maxConcurrent: 2 },
           { name: "tight", key: KEYS.tight, scope: "inference", limits: { maxNumCtx: 2048, maxKeepAliveSeconds: 300 } },
+          { name: "picky", key: KEYS.picky, scope: "admin", models: ["gemma3:*", EMBED_MODEL] },
         ],
         limits: { maxNumCtx: 8192, maxNumPredict: 512 },
         rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
@@ -148,6 +152,76 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
       expect(response.status).toBe(401);
       const entry = await lastLogFor("/api/chat");
       expect(entry).toMatchObject({ status: 401, prompt_tokens: null, completion_tokens: null });
+    });
+  });
+
+  describe("model allow-lists (item 1)", () => {
+    async function send(method: string, path: string, body?: unknown) {
+      const before = fake.requests.length;
+      const response = await request(gateway.url + path, {
+        method, headers: { ...bearer(KEYS.picky), "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: response.status, body: response.body, reached: fake.requests.length - before };
+    }
+    const chat = (model: string) => ({ model, messages: [{ role: "user", content: "hi" }], stream: false });
+
+    it("passes a listed model, in any spelling Ollama accepts", async () => {
+      for (const model of [FAKE_MODEL, "GEMMA3:1B", `registry.ollama.ai/library/${FAKE_MODEL}`]) {
+        const result = await send("POST", "/api/chat", chat(model));
+        expect(result.status, `${model}: ${result.body}`).toBe(200);
+        expect(result.reached).toBe(1);
+      }
+      expect((await send("POST", "/api/embed", { model: EMBED_MODEL, input: "x" })).status).toBe(200);
+    });
+
+    it("refuses an unlisted model with 403 naming it, on every route that names one, before Ollama", async () => {
+      const cases: [string, string, unknown, string][] = [
+        ["POST", "/api/chat", chat(OTHER_MODEL), OTHER_MODEL],
+        ["POST", "/api/generate", { model: "gemma3n:e4b", prompt: "x" }, "gemma3n:e4b"],
+        ["POST", "/v1/chat/completions", { model: OTHER_MODEL, messages: [{ role: "user", content: "x" }] }, OTHER_MODEL],
+        ["POST", "/v1/embeddings", { model: "qwen3-embed:8b", input: "x" }, "qwen3-embed:8b"],
+        ["POST", "/api/show", { name: OTHER_MODEL }, OTHER_MODEL],
+        ["POST", "/api/copy", { source: FAKE_MODEL, destination: OTHER_MODEL }, OTHER_MODEL],
+        ["DELETE", "/api/delete", { model: OTHER_MODEL }, OTHER_MODEL],
+        ["GET", `/v1/models/${OTHER_MODEL}`, undefined, OTHER_MODEL],
+      ];
+      const failures: string[] = [];
+      for (const [method, path, body, model] of cases) {
+        const result = await send(method, path, body);
+        if (result.status !== 403 || result.reached !== 0 || JSON.parse(result.body).error !== `model '${model}' is not one this credential may use`)
+          failures.push(`${method} ${path}: ${result.status}, reached ${result.reached}: ${result.body}`);
+      }
+      expect(failures).toEqual([]);
+    });
+
+    it("refuses a body whose model it cannot check", async () => {
+      const none = await send("POST", "/api/chat", { messages: [{ role: "user", content: "x" }] });
+      expect(none.status).toBe(403);
+      expect(JSON.parse(none.body).error).toContain("names no model");
+      expect(none.reached).toBe(0);
+      const notJson = await request(`${gateway.url}/api/chat`, { method: "POST", headers: bearer(KEYS.picky), body: "model=gemma3:1b" });
+      expect(notJson.status).toBe(400);
+    });
+
+    it("lists only the caller's models in /api/tags, /api/ps and /v1/models, other callers see all", async () => {
+      // Load two models, as Ollama keeps them after use.
+      expect((await request(`${gateway.url}/api/generate`, { method: "POST", headers: bearer(KEYS.app), body: JSON.stringify({ model: OTHER_MODEL, prompt: "x", stream: false }) })).status).toBe(200);
+      expect((await send("POST", "/api/generate", { model: FAKE_MODEL, prompt: "x", stream: false })).status).toBe(200);
+
+      const direct = await request(`${fake.url}/api/tags`);
+      const tags = await send("GET", "/api/tags");
+      expect(tags.status).toBe(200);
+      const names = (body: string, field: string, key: string) => JSON.parse(body)[field].map((m: Record<string, string>) => m[key]);
+      expect(names(tags.body, "models", "name")).toEqual([FAKE_MODEL, EMBED_MODEL]);
+      // What is kept is Ollama's bytes, unchanged.
+      const kept = JSON.parse(direct.body).models.filter((m: { name: string }) => m.name !== OTHER_MODEL);
+      expect(tags.body).toBe(JSON.stringify({ models: kept }));
+      expect(names((await send("GET", "/v1/models")).body, "data", "id")).toEqual([FAKE_MODEL, EMBED_MODEL]);
+      expect(names((await send("GET", "/api/ps")).body, "models", "name")).toEqual([FAKE_MODEL]);
+
+      const all = await request(`${gateway.url}/api/tags`, { headers: bearer(KEYS.app) });
+      expect(names(all.body, "models", "name")).toEqual([FAKE_MODEL, OTHER_MODEL, EMBED_MODEL]);
+      expect(names((await request(`${gateway.url}/api/ps`, { headers: bearer(KEYS.app) })).body, "models", "name").sort()).toEqual([FAKE_MODEL, OTHER_MODEL].sort());
     });
   });
 
@@ -270,8 +344,11 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
         spec: { apiKeys: [{ name: "pair", key: KEYS.pair, scope: "inference", maxConcurrent: 1 }] },
       });
       try {
+        // The slot is given back in the log phase, just after the response: a little pause between
+        // requests lets it happen (a request on another worker could otherwise arrive first).
         for (let i = 0; i < 5; i++) {
           expect((await request(`${dead.url}/api/tags`, { headers: bearer(KEYS.pair) })).status).toBe(502);
+          await new Promise((r) => setTimeout(r, 50));
         }
       } finally {
         await dead.stop();

@@ -22,6 +22,8 @@ export interface FakeOllamaOptions {
   chunkIntervalMs?: number;
   /** Number of content chunks in a stream. */
   chunks?: number;
+  /** Models installed (listed by /api/tags and /v1/models). Default: FAKE_MODEL only. */
+  models?: string[];
 }
 
 export interface RecordedRequest {
@@ -69,6 +71,7 @@ const DEFAULT_OPTIONS: Resolved<FakeOllamaOptions> = {
   firstByteDelayMs: 0,
   chunkIntervalMs: 10,
   chunks: 5,
+  models: [FAKE_MODEL],
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -183,11 +186,22 @@ const MODEL_DETAILS = {
   parameter_size: "999.89M",
   quantization_level: "Q4_K_M",
 };
-const TAGS = {
-  models: [
-    { name: FAKE_MODEL, model: FAKE_MODEL, modified_at: MODEL_MODIFIED_AT, size: 815319791, digest: MODEL_DIGEST, details: MODEL_DETAILS },
-  ],
-};
+/** /api/tags: every installed model (api.ListModelResponse). */
+function tags(fake: FakeOllamaServer) {
+  return {
+    models: fake.options.models.map((m) => ({ name: m, model: m, modified_at: MODEL_MODIFIED_AT, size: 815319791, digest: MODEL_DIGEST, details: MODEL_DETAILS })),
+  };
+}
+
+/** /api/ps: the models an inference request has loaded (api.ProcessModelResponse). */
+function ps(fake: FakeOllamaServer) {
+  const expiresAt = new Date(Date.now() + 5 * 60_000).toISOString();
+  return {
+    models: [...fake.loaded].map((m) => ({
+      name: m, model: m, size: 1260000000, digest: MODEL_DIGEST, details: MODEL_DETAILS, expires_at: expiresAt, size_vram: 1260000000, context_length: 4096,
+    })),
+  };
+}
 const LAYER_DIGESTS = [
   "sha256:7cd4618c1faf8b7233c6c906dac1694b6a47684b37b8895d470ac688520b9c01",
   "sha256:e0a42594d802e5d31cdc786deb4823edb8adff66094d49de8fffe976d753e348",
@@ -445,6 +459,7 @@ function contentWords(fake: FakeOllamaServer): string[] {
 function inferenceRequest(ex: Exchange, body: JsonObject, kind: "generate" | "chat") {
   const model = stringField(body, "model");
   const promptText = kind === "generate" ? stringField(body, "prompt") : messagesText(body.messages);
+  if (ex.fake.options.models.includes(model)) ex.fake.loaded.add(model);
   return { model, promptTokens: estimateTokens(promptText), words: contentWords(ex.fake) };
 }
 
@@ -675,8 +690,8 @@ const HANDLERS: Record<string, Handler> = {
     ...layerProgress("pushing", fake),
     { status: "pushing manifest" },
   ]),
-  "HEAD /api/tags": (ex) => ex.json(200, TAGS),
-  "GET /api/tags": (ex) => ex.json(200, TAGS),
+  "HEAD /api/tags": (ex) => ex.json(200, tags(ex.fake)),
+  "GET /api/tags": (ex) => ex.json(200, tags(ex.fake)),
   "POST /api/show": withJsonBody((ex, body) => {
     if (stringField(body, "model") === "" && stringField(body, "name") === "") return ex.error(400, "model is required");
     ex.json(200, {
@@ -722,7 +737,7 @@ const HANDLERS: Record<string, Handler> = {
   ),
   "GET /api/experimental/model-recommendations": (ex) =>
     ex.json(200, { recommendations: [{ model: FAKE_MODEL, description: "Gemma 3 1B", size: "815MB" }] }),
-  "GET /api/ps": (ex) => ex.json(200, { models: [] }),
+  "GET /api/ps": (ex) => ex.json(200, ps(ex.fake)),
   "POST /api/generate": generate,
   "POST /api/chat": chat,
   "POST /api/embed": embed,
@@ -733,7 +748,7 @@ const HANDLERS: Record<string, Handler> = {
   "GET /v1/models": (ex) =>
     ex.compatJson(200, {
       object: "list",
-      data: TAGS.models.map((m) => ({ id: m.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(m.model) })),
+      data: tags(ex.fake).models.map((m) => ({ id: m.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(m.model) })),
     }),
   "GET /v1/models/:model": (ex) =>
     ex.compatJson(200, { id: ex.params.model, object: "model", created: MODEL_CREATED_UNIX, owned_by: modelNamespace(ex.params.model) }),
@@ -766,6 +781,8 @@ class FakeOllamaServer implements FakeOllama {
   activeStreams = 0;
   abortedStreams = 0;
   options: Resolved<FakeOllamaOptions>;
+  /** Models an inference request has used, as Ollama keeps them loaded (/api/ps). */
+  loaded = new Set<string>();
   private readonly server: http.Server;
 
   constructor(options: FakeOllamaOptions) {

@@ -355,7 +355,7 @@ function _M.handle()
   end
 
   -- Request limits and the caller's in-flight slot (gateway/governance.lua, issue 16).
-  governance.admit(caller_key, record, asked)
+  governance.admit(caller_key, record, asked, class, raw_path)
 end
 
 -- For unit tests of the pure parts.

@@ -239,7 +239,8 @@ function _M.inspect_multipart(data, content_type, args)
   return result
 end
 
--- For unit tests.
+-- The same scanners serve models.lua, which cuts Ollama's model lists down to a caller's models.
+_M.string_end = string_end
 _M._top_level = top_level
 _M._fold = fold
 

@@ -1,16 +1,25 @@
 -- Governance at the edge (issue 16), called by access.lua once a request is authenticated and
 -- allowed, and by the log phase of every request: request limits, then an in-flight slot per
--- caller; in the log phase the slot is given back and the request is counted in the metrics.
+-- caller; in the log phase the slot is given back, the access log's usage fields are set and the
+-- request is counted in the metrics.
+--
+-- What the later phases need travels in ngx.ctx.gw (cheaper than nginx variables). ngx.ctx does
+-- not survive an internal redirect (nginx's own error pages), so the slot is also named in
+-- $gw_inflight, which does.
 local policy = require "gateway.policy"
 local limits = require "gateway.limits"
 local concurrency = require "gateway.concurrency"
 local errors = require "gateway.errors"
+local models = require "gateway.models"
 
 local ngx = ngx
 local ngx_var = ngx.var
 local sub = string.sub
 
 local _M = {}
+
+-- Routes whose answer ends with Ollama's final (done) object (gateway/usage.lua).
+local FINAL_OBJECT_ROUTES = { ["/api/generate"] = true, ["/api/chat"] = true }
 
 -- The caller as metrics and in-flight counts name it: a credential's name, or one name for all
 -- JWT or external-auth callers (their names come from tokens: unbounded).
@@ -20,12 +29,32 @@ local function caller_label(caller_key, name)
   if kind == "ext:" then return "(external)" end
   return name
 end
-_M.caller_label = caller_label
+
+-- A model list (/api/tags, /api/ps, /v1/models) for a caller with `models`: Ollama's answer,
+-- fetched by a subrequest (gateway-locations.conf, /_gw/upstream/), with the other models cut out.
+local function serve_list(allowed_models, path)
+  local res = ngx.location.capture("/_gw/upstream" .. path, { method = ngx.HTTP_GET })
+  local text = res.body
+  if res.status == 200 then
+    text = models.filter_list(allowed_models, path, text)
+    if not text then return errors.exit(502, "the gateway could not read Ollama's model list") end
+  end
+  ngx.status = res.status
+  ngx.header["Content-Type"] = "application/json; charset=utf-8"
+  if ngx.req.get_method() ~= "HEAD" then ngx.print(text) end
+  return ngx.exit(res.status)
+end
 
 --- `caller_key` is the rate limiter's key (`key:<name>`, `user:<name>`, `jwt:...`, `ext:...`);
---- `asked` what body.lua read from the request (nil for routes that name no model).
-function _M.admit(caller_key, record, asked)
+--- `asked` what body.lua read from the request (nil for routes that name no model); `class`
+--- the route's class; `path` the raw path.
+function _M.admit(caller_key, record, asked, class, path)
   local own = policy.callers[caller_key]
+  local allowed_models = own and own.models
+  if allowed_models and asked then
+    local problem = models.check(allowed_models, asked)
+    if problem then return errors.exit(403, problem) end
+  end
   local request_limits = own and own.limits or policy.limits
   if asked and asked.value and next(request_limits) then
     local problem = limits.check(asked.value, request_limits)
@@ -39,13 +68,26 @@ function _M.admit(caller_key, record, asked)
       .. " at once); retry when one has finished", { ["Retry-After"] = "1" })
   end
   ngx_var.gw_inflight = label
+  ngx.ctx.gw = { slot = label, caller = label, class = class, model = asked and asked.model or "", final = FINAL_OBJECT_ROUTES[path] }
+  if allowed_models and models.is_list(path) then return serve_list(allowed_models, path) end
 end
 
---- Log phase: runs once per request, after the response or the client's disconnect.
+--- Log phase: runs once per request, after the response or the client's disconnect, and
+--- before the access log line is written.
 function _M.log()
-  local slot = ngx_var.gw_inflight
+  local gw = ngx.ctx.gw
+  local slot = gw and gw.slot or ngx_var.gw_inflight
   if slot and slot ~= "" then concurrency.leave(slot) end
-  if policy.metrics then require("gateway.metrics").observe() end
+  local usage = ngx.ctx.usage
+  if usage then
+    ngx_var.gw_ttft_ms = usage.ttft
+    if usage.prompt or usage.completion then
+      usage.prompt, usage.completion = usage.prompt or 0, usage.completion or 0
+      ngx_var.gw_prompt_tokens = usage.prompt
+      ngx_var.gw_completion_tokens = usage.completion
+    end
+  end
+  if policy.metrics then require("gateway.metrics").observe(gw, usage) end
 end
 
 return _M

@@ -41,21 +41,49 @@ local AUTH_REASONS = {
 }
 local ROUTE_CLASSES = { read = true, inference = true, admin = true, blocked = true }
 
+-- Each worker adds up in a Lua table and moves the sums to the shared dict once a second (and
+-- when it exits): a table update costs a tenth of a dict operation, which takes a lock. A scrape
+-- therefore lags by up to a second.
+local FLUSH_SECONDS = 1
+local pending = {}
+local flusher
+
+local function flush()
+  local batch = pending
+  pending = {}
+  for key, by in pairs(batch) do dict:incr(key, by, 0) end
+end
+
+local function add(key, by)
+  pending[key] = (pending[key] or 0) + by
+  if not flusher then
+    flusher = ngx.timer.every(FLUSH_SECONDS, flush)
+  end
+end
+
 local function counter(name, labels, by)
-  dict:incr("c\t" .. name .. "\t" .. labels, by or 1, 0)
+  add("c\t" .. name .. "\t" .. labels, by or 1)
 end
 
 local function observe(name, labels, value)
   local i = 1
   while i <= #BUCKETS and value > BUCKETS[i] do i = i + 1 end
-  dict:incr("h\t" .. name .. "\t" .. labels .. "\t" .. i, 1, 0)
-  dict:incr("s\t" .. name .. "\t" .. labels, value, 0)
+  local key = name .. "\t" .. labels
+  add("h\t" .. key .. "\t" .. i, 1)
+  add("s\t" .. key, value)
 end
+
+-- Values this worker already saw admitted (at most the caps' worth): no dict lookup for them.
+local admitted = { caller = {}, model = {} }
 
 -- `value` as a label, or "(other)" once `cap` values of this kind have been seen.
 local function bounded(kind, value, cap)
+  if admitted[kind][value] then return value end
   local key = "l\t" .. kind .. "\t" .. value
-  if dict:get(key) then return value end
+  if dict:get(key) then
+    admitted[kind][value] = true
+    return value
+  end
   local count = dict:incr("n\t" .. kind, 1, 0)
   if count and count <= cap and dict:safe_add(key, 1) then return value end
   if count then dict:incr("n\t" .. kind, -1) end
@@ -69,7 +97,7 @@ local function caller_of(var)
   if auth == "external" then return "(external)" end
   local caller = var.gw_caller
   if not caller or caller == "" then return "(none)" end
-  return bounded("caller", caller, policy.series_cap.callers)
+  return caller
 end
 
 local function route_class(var)
@@ -79,35 +107,40 @@ local function route_class(var)
   return ROUTE_CLASSES[class] and class or "none"
 end
 
---- Log phase: counts one request.
-function _M.observe()
+--- Log phase: counts one request. `gw` is what governance.lua's admit left in ngx.ctx (nil for
+--- a request refused before it, or after an internal redirect), `usage` what usage.lua read.
+function _M.observe(gw, usage)
   local var = ngx.var
-  local status = var.status
-  local caller = caller_of(var)
-  local class = route_class(var)
+  local status = ngx.status
+  -- A forwarded request's facts come from ngx.ctx; the rest (refusals, error pages) from variables.
+  local caller, class
+  if gw then
+    caller, class = gw.caller, gw.class
+  else
+    caller, class = caller_of(var), route_class(var)
+  end
+  if caller ~= "(none)" then caller = bounded("caller", caller, policy.series_cap.callers) end
   local class_label = 'route_class="' .. class .. '"'
   counter("ollama_gateway_requests_total", 'caller="' .. caller .. '",' .. class_label .. ',status="' .. status .. '"')
-  observe("ollama_gateway_request_duration_seconds", class_label, tonumber(var.request_time) or 0)
-  local ttft = tonumber(var.gw_ttft_ms)
-  if ttft then observe("ollama_gateway_time_to_first_byte_seconds", class_label, ttft / 1000) end
-
-  local prompt = tonumber(var.gw_prompt_tokens)
-  if prompt then
-    local model = var.gw_model
-    model = bounded("model", model ~= "" and model or "(none)", policy.series_cap.models)
-    local labels = 'caller="' .. caller .. '",model="' .. model .. '",kind='
-    counter("ollama_gateway_tokens_total", labels .. '"prompt"', prompt)
-    counter("ollama_gateway_tokens_total", labels .. '"completion"', tonumber(var.gw_completion_tokens) or 0)
+  observe("ollama_gateway_request_duration_seconds", class_label, ngx.now() - ngx.req.start_time())
+  if usage then
+    observe("ollama_gateway_time_to_first_byte_seconds", class_label, usage.ttft / 1000)
+    if usage.prompt and gw and status == 200 then
+      local model = bounded("model", gw.model ~= "" and gw.model or "(none)", policy.series_cap.models)
+      local labels = 'caller="' .. caller .. '",model="' .. model .. '",kind='
+      counter("ollama_gateway_tokens_total", labels .. '"prompt"', usage.prompt)
+      counter("ollama_gateway_tokens_total", labels .. '"completion"', usage.completion)
+    end
   end
 
-  if status == "401" then
+  if status == 401 then
     counter("ollama_gateway_auth_failures_total", 'reason="' .. (AUTH_REASONS[var.gw_auth] or "unsupported_scheme") .. '"')
-  elseif status == "429" then
+  elseif status == 429 then
     local limited = var.gw_limited
     if caller ~= "(none)" then
-      counter("ollama_gateway_rate_limited_total", 'caller="' .. caller .. '",limit="' .. (limited ~= "" and limited or "rate") .. '"')
-    elseif var.gw_auth ~= "" then
-      -- Refused before any credential was checked: too many failed logins from the address.
+      counter("ollama_gateway_rate_limited_total", 'caller="' .. caller .. '",limit="' .. ((limited and limited ~= "") and limited or "rate") .. '"')
+    elseif var.gw_auth and var.gw_auth ~= "" then
+      -- Refused before any credential was accepted: too many failed logins from the address.
       counter("ollama_gateway_auth_failures_total", 'reason="locked_out"')
     else
       counter("ollama_gateway_rate_limited_total", 'caller="(none)",limit="connections_per_address"')

@@ -1,7 +1,7 @@
 -- Token accounting as the response passes (body_filter_by_lua): every chunk goes on to the
 -- client unchanged and at once; only references to the last line, and a 40-byte tail, are kept.
--- At the end of the response it sets $gw_prompt_tokens and $gw_completion_tokens; at the first
--- byte, $gw_ttft_ms (time since the request arrived).
+-- Leaves ngx.ctx.usage = { ttft (ms since the request arrived), prompt, completion }; the log
+-- phase (governance.lua) puts them in the access log and the metrics.
 --
 -- Where the numbers come from (docs/governance.md):
 -- - /api/generate and /api/chat: the last line (NDJSON stream) or the whole body (stream:false),
@@ -27,7 +27,6 @@ local MAX_FINAL_LINE = 8 * 1024 * 1024
 local TAIL = 40
 local FIELDS = [["(prompt_tokens|input_tokens|prompt_eval_count|completion_tokens|output_tokens|eval_count)":[ ]*([0-9]+)(?=[^0-9])]]
 local PROMPT_FIELD = { prompt_tokens = true, input_tokens = true, prompt_eval_count = true }
-local FINAL_LINE_ROUTES = { ["/api/generate"] = true, ["/api/chat"] = true }
 
 local function scan(u, text)
   if not (find(text, '_tokens"', 1, true) or find(text, '_count"', 1, true)) then return end
@@ -59,11 +58,12 @@ function _M.body_filter()
   local chunk = ngx.arg[1]
   if not u then
     if chunk == "" and not ngx.arg[2] then return end
-    u = { mode = "none" }
+    -- governance.lua's admit left ctx.gw for forwarded requests; refusals have none.
+    local gw = ctx.gw
+    u = { mode = "none", ttft = floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5) }
     ctx.usage = u
-    ngx.var.gw_ttft_ms = floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5)
-    if ngx.status == 200 then
-      u.mode = FINAL_LINE_ROUTES[ngx.var.gw_path] and "final" or "scan"
+    if gw and gw.class == "inference" and ngx.status == 200 then
+      u.mode = gw.final and "final" or "scan"
     end
   end
   local mode = u.mode
@@ -95,15 +95,9 @@ function _M.body_filter()
     end
   end
 
-  if ngx.arg[2] then
-    if mode == "final" then
-      local text = u.pieces and concat(u.pieces) or u.last
-      if text then final_line_counts(u, text) end
-    end
-    if u.prompt or u.completion then
-      ngx.var.gw_prompt_tokens = u.prompt or 0
-      ngx.var.gw_completion_tokens = u.completion or 0
-    end
+  if ngx.arg[2] and mode == "final" then
+    local text = u.pieces and concat(u.pieces) or u.last
+    if text then final_line_counts(u, text) end
   end
 end
 
