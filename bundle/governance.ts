@@ -56,6 +56,15 @@ export const modelPatternSchema = z.string().regex(/^[A-Za-z0-9*][A-Za-z0-9._:/*
   error: "use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters)",
 });
 
+/**
+ * Tokens (prompt + completion, as Ollama reports them) a credential may use per clock minute and
+ * per UTC day; exhausted: 429 with Retry-After until the window ends.
+ */
+export const tokenBudgetSchema = z
+  .strictObject({ perMinute: wholeNumber(1, 1_000_000_000).optional(), perDay: wholeNumber(1, 1_000_000_000_000).optional() })
+  .refine((b) => b.perMinute !== undefined || b.perDay !== undefined, { error: "use `perMinute`, `perDay` or both (an empty budget limits nothing)" });
+export type TokenBudget = z.output<typeof tokenBudgetSchema>;
+
 /** The governance fields of an API key or Basic user entry. */
 export const credentialGovernanceFields = {
   /**
@@ -63,6 +72,8 @@ export const credentialGovernanceFields = {
    * another model get 403; the model lists (/api/tags, /api/ps, /v1/models) show only these.
    */
   models: z.array(modelPatternSchema).max(1000, { error: "list at most 1000 models or globs" }).optional(),
+  /** Token budget per minute and per day (docs/governance.md#token-budgets). Default: none. */
+  tokenBudget: tokenBudgetSchema.optional(),
   /** In-flight requests at once for this credential; over it: 429 with Retry-After. Default: no limit. */
   maxConcurrent: maxConcurrentSchema.optional(),
   /** Overrides the gateway-wide `limits`, field by field. */
@@ -77,6 +88,7 @@ interface GovernedEntry {
   maxConcurrent?: number;
   limits?: RequestLimits;
   models?: string[];
+  tokenBudget?: TokenBudget;
 }
 
 /** A model name as the allow-list compares it (gateway/models.lua does the same to requests). */
@@ -128,8 +140,12 @@ export function effectiveLimits(gateway: RequestLimits, own: RequestLimits | und
  */
 export function renderPolicyLua(spec: GovernedSpec): string {
   const caller = (prefix: string, entry: GovernedEntry) => {
-    if (entry.maxConcurrent === undefined && entry.limits === undefined && entry.models === undefined) return [];
+    if (entry.maxConcurrent === undefined && entry.limits === undefined && entry.models === undefined && entry.tokenBudget === undefined) return [];
+    const budget = entry.tokenBudget;
     const fields = [
+      budget !== undefined
+        ? `budget = { ${[budget.perMinute !== undefined ? `minute = ${budget.perMinute}` : "", budget.perDay !== undefined ? `day = ${budget.perDay}` : ""].filter(Boolean).join(", ")} }`
+        : undefined,
       entry.maxConcurrent !== undefined ? `max_concurrent = ${entry.maxConcurrent}` : undefined,
       entry.models !== undefined ? `models = ${modelsLua(entry.models)}` : undefined,
       entry.limits !== undefined ? `limits = ${limitsLua(effectiveLimits(spec.limits, entry.limits))}` : undefined,

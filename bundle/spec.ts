@@ -395,7 +395,7 @@ export const gatewaySpecSchema = z
         code: "custom",
         path: ["metrics", "listen", "port"],
         input: spec.metrics.listen.port,
-        message: "is an API port; metrics need a port of their own (for example 9145)",
+        message: "is an API port (`listen.http` or `listen.https`); give metrics a port of their own",
       });
     if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
       ctx.addIssue({

@@ -7,6 +7,7 @@ import http from "node:http";
 import OpenAI from "openai";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseSpec } from "../bundle/spec";
 import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { bearer, request } from "./support/http";
 import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
@@ -17,6 +18,7 @@ const KEYS = {
   pair: "gov-pair-key-00000000000000000000000",
   tight: "gov-tight-key-0000000000000000000000",
   picky: "gov-picky-key-0000000000000000000000",
+  budget: "gov-budget-key-000000000000000000000",
 };
 const OTHER_MODEL = "llama3.2:3b";
 const EMBED_MODEL = "qwen3-embed:0.6b";
@@ -26,6 +28,28 @@ function ndjsonFinal(body: string) {
   const lines = body.trim().split("\n");
   return JSON.parse(lines[lines.length - 1]);
 }
+
+describe("governance spec fields", () => {
+  it("reports every bad value at once, naming field, value and fix", () => {
+    const result = parseSpec({
+      apiKeys: [{ name: "a", key: "x".repeat(30), scope: "read", tokenBudget: {}, models: ["bad model!"], maxConcurrent: 0, limits: { maxNumCtx: 0, bogus: 1 } }],
+    });
+    expect(result).toEqual({
+      ok: false,
+      errors: [
+        '`apiKeys[0].models[0]` is "bad model!"; use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters)',
+        "`apiKeys[0].tokenBudget` is {}; use `perMinute`, `perDay` or both (an empty budget limits nothing)",
+        "`apiKeys[0].maxConcurrent` is 0; use a whole number from 1 to 100000",
+        "`apiKeys[0].limits.maxNumCtx` is 0; use a whole number from 1 to 16777216",
+        "`apiKeys[0].limits` has unknown field(s) `bogus`; remove them or check the spelling",
+      ],
+    });
+    expect(parseSpec({ listen: { http: 9145 }, metrics: { listen: { port: 9145 } } })).toEqual({
+      ok: false,
+      errors: ["`metrics.listen.port` (9145) is an API port (`listen.http` or `listen.https`); give metrics a port of their own"],
+    });
+  });
+});
 
 describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
   let fake: FakeOllama;
@@ -41,6 +65,7 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
           { name: "pair", key: KEYS.pair, scope: "inference", maxConcurrent: 2 },
           { name: "tight", key: KEYS.tight, scope: "inference", limits: { maxNumCtx: 2048, maxKeepAliveSeconds: 300 } },
           { name: "picky", key: KEYS.picky, scope: "admin", models: ["gemma3:*", EMBED_MODEL] },
+          { name: "budget", key: KEYS.budget, scope: "inference", tokenBudget: { perMinute: 12 } },
         ],
         limits: { maxNumCtx: 8192, maxNumPredict: 512 },
         rateLimit: { requestsPerSecond: 10_000, burst: 10_000 },
@@ -223,6 +248,57 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
       expect(names(all.body, "models", "name")).toEqual([FAKE_MODEL, OTHER_MODEL, EMBED_MODEL]);
       expect(names((await request(`${gateway.url}/api/ps`, { headers: bearer(KEYS.app) })).body, "models", "name").sort()).toEqual([FAKE_MODEL, OTHER_MODEL].sort());
     });
+  });
+
+  describe("token budgets (item 5)", () => {
+    const pause = () => new Promise((r) => setTimeout(r, 60));
+    const chat = () =>
+      request(`${gateway.url}/api/chat`, {
+        method: "POST", headers: bearer(KEYS.budget), body: JSON.stringify({ model: FAKE_MODEL, messages: [{ role: "user", content: "hi" }], stream: false }),
+      });
+
+    it("refuses OpenAI streams that would carry no usage (a key asking for it in two spellings included)", async () => {
+      const openai = new OpenAI({ baseURL: `${gateway.url}/v1`, apiKey: KEYS.budget, maxRetries: 0 });
+      const messages = [{ role: "user" as const, content: "hi" }];
+      const error = await openai.chat.completions.create({ model: FAKE_MODEL, messages, stream: true }).then(() => undefined, (e: unknown) => e as { status: number; message: string });
+      expect(error?.status).toBe(400);
+      expect(error?.message).toContain("`stream_options.include_usage` must be true");
+      const sneaky = await request(`${gateway.url}/v1/chat/completions`, {
+        method: "POST", headers: bearer(KEYS.budget),
+        body: '{"model":"gemma3:1b","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true,"INCLUDE_USAGE":false}}',
+      });
+      expect(sneaky.status).toBe(400);
+    });
+
+    it("answers 429 with Retry-After once the minute's tokens are spent, and serves again after the window", async () => {
+      // Start early in a minute, so the budget is spent within one window.
+      const second = new Date().getUTCSeconds();
+      if (second > 50) await new Promise((r) => setTimeout(r, (61 - second) * 1000));
+      let spent = 0;
+      let refused: Awaited<ReturnType<typeof chat>> | undefined;
+      for (let i = 0; i < 6 && !refused; i++) {
+        const response = await chat();
+        if (response.status === 429) refused = response;
+        else {
+          expect(response.status).toBe(200);
+          const final = response.json();
+          spent += final.prompt_eval_count + final.eval_count;
+        }
+        await pause();
+      }
+      expect(refused, "the budget was never enforced").toBeDefined();
+      // 12 tokens per minute, 5 per request: the third request overshoots, the fourth is refused.
+      expect(spent).toBe(15);
+      const retryAfter = Number(refused!.headers.get("retry-after"));
+      expect(retryAfter).toBeGreaterThanOrEqual(1);
+      expect(retryAfter).toBeLessThanOrEqual(60);
+      expect(refused!.json().error).toBe(`token budget per minute of budget is spent; retry in ${retryAfter} seconds`);
+      const before = fake.requests.length;
+      expect((await chat()).status).toBe(429);
+      expect(fake.requests.length).toBe(before);
+      await new Promise((r) => setTimeout(r, retryAfter * 1000 + 200));
+      expect((await chat()).status).toBe(200);
+    }, 150_000);
   });
 
   describe("request limits (item 2)", () => {

@@ -11,13 +11,16 @@ local limits = require "gateway.limits"
 local concurrency = require "gateway.concurrency"
 local errors = require "gateway.errors"
 local models = require "gateway.models"
+local budget = require "gateway.budget"
 
 local ngx = ngx
 local ngx_var = ngx.var
-local sub = string.sub
+local sub, lower = string.sub, string.lower
 
 local _M = {}
 
+-- OpenAI-compatible routes whose streams carry usage only when the client asks for it.
+local STREAM_USAGE_ROUTES = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true }
 -- Routes whose answer ends with Ollama's final (done) object (gateway/usage.lua).
 local FINAL_OBJECT_ROUTES = { ["/api/generate"] = true, ["/api/chat"] = true }
 
@@ -45,6 +48,20 @@ local function serve_list(allowed_models, path)
   return ngx.exit(res.status)
 end
 
+-- Whether `stream_options` asks for usage as Ollama (Go, keys in any case, the last one wins)
+-- reads it: every key that folds to include_usage must be true.
+local function asks_for_usage(options)
+  if type(options) ~= "table" then return false end
+  local found = false
+  for key, value in pairs(options) do
+    if type(key) == "string" and lower(key) == "include_usage" then
+      if value ~= true then return false end
+      found = true
+    end
+  end
+  return found
+end
+
 --- `caller_key` is the rate limiter's key (`key:<name>`, `user:<name>`, `jwt:...`, `ext:...`);
 --- `asked` what body.lua read from the request (nil for routes that name no model); `class`
 --- the route's class; `path` the raw path.
@@ -61,6 +78,22 @@ function _M.admit(caller_key, record, asked, class, path)
     if problem then return errors.exit(400, problem) end
   end
   local label = caller_label(caller_key, record.name)
+  local token_budget = own and own.budget
+  if token_budget then
+    -- A stream without usage could never be charged: the client has to ask for it.
+    if asked and asked.value and STREAM_USAGE_ROUTES[path] and asked.value("stream") == true then
+      if not asks_for_usage(asked.value("stream_options")) then
+        return errors.exit(400, "`stream_options.include_usage` must be true on streamed requests of a credential with a token budget"
+          .. " (otherwise Ollama reports no token counts); add \"stream_options\": {\"include_usage\": true}")
+      end
+    end
+    local retry_after, window = budget.check(label, token_budget)
+    if retry_after then
+      ngx_var.gw_limited = "token_budget_" .. window
+      return errors.exit(429, "token budget per " .. window .. " of " .. record.name .. " is spent; retry in "
+        .. retry_after .. " seconds", { ["Retry-After"] = tostring(retry_after) })
+    end
+  end
   local max = own and own.max_concurrent
   if not concurrency.enter(label, max) then
     ngx_var.gw_limited = "concurrency"
@@ -68,7 +101,9 @@ function _M.admit(caller_key, record, asked, class, path)
       .. " at once); retry when one has finished", { ["Retry-After"] = "1" })
   end
   ngx_var.gw_inflight = label
-  ngx.ctx.gw = { slot = label, caller = label, class = class, model = asked and asked.model or "", final = FINAL_OBJECT_ROUTES[path] }
+  ngx.ctx.gw = {
+    slot = label, caller = label, class = class, model = asked and asked.model or "", final = FINAL_OBJECT_ROUTES[path], budget = token_budget,
+  }
   if allowed_models and models.is_list(path) then return serve_list(allowed_models, path) end
 end
 
@@ -86,6 +121,11 @@ function _M.log()
       ngx_var.gw_prompt_tokens = usage.prompt
       ngx_var.gw_completion_tokens = usage.completion
     end
+  end
+  if gw and gw.budget and usage then
+    -- Without counts (a stream cut short), each chunk received counts as one token.
+    local tokens = usage.prompt and (usage.prompt + usage.completion) or usage.chunks or 0
+    budget.charge(gw.caller, gw.budget, tokens)
   end
   if policy.metrics then require("gateway.metrics").observe(gw, usage) end
 end

@@ -60,7 +60,7 @@ function _M.body_filter()
     if chunk == "" and not ngx.arg[2] then return end
     -- governance.lua's admit left ctx.gw for forwarded requests; refusals have none.
     local gw = ctx.gw
-    u = { mode = "none", ttft = floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5) }
+    u = { mode = "none", chunks = 0, ttft = floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5) }
     ctx.usage = u
     if gw and gw.class == "inference" and ngx.status == 200 then
       u.mode = gw.final and "final" or "scan"
@@ -70,6 +70,7 @@ function _M.body_filter()
   if mode == "none" then return end
 
   if chunk ~= "" then
+    u.chunks = u.chunks + 1
     if mode == "final" then
       if byte(chunk, -1) == 10 then
         -- Complete lines: keep a reference to the newest (no copy), plus any split line before it.
