@@ -80,6 +80,23 @@ export const credentialGovernanceFields = {
   limits: requestLimitsSchema.optional(),
 };
 
+/** The governance settings of one credential (the fields above, as an object). */
+export const credentialGovernanceSchema = z.strictObject(credentialGovernanceFields);
+export type CredentialGovernance = z.input<typeof credentialGovernanceSchema>;
+
+/** Whether an entry carries any governance setting. */
+export function hasGovernance(entry: CredentialGovernance): boolean {
+  return Object.keys(credentialGovernanceFields).some((field) => (entry as Record<string, unknown>)[field] !== undefined);
+}
+
+/** An entry's governance settings alone. */
+export function governanceOf(entry: CredentialGovernance): CredentialGovernance {
+  return Object.fromEntries(Object.keys(credentialGovernanceFields).flatMap((field) => {
+    const value = (entry as Record<string, unknown>)[field];
+    return value === undefined ? [] : [[field, value]];
+  }));
+}
+
 /** Label values are capped (gateway/metrics.lua): past this many, a value is counted as "(other)". */
 export const METRICS_SERIES_CAP = { callers: 1000, models: 200 };
 

@@ -7,6 +7,7 @@ import path from "node:path";
 import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
 import { cidrProblem, type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
+import type { CredentialGovernance } from "../bundle/governance";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
 /** Where the bundle lives in the proxy container: the nginx prefix (`-p`), as image/proxy/Dockerfile sets it. */
@@ -43,7 +44,15 @@ export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secre
 export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt" | "metrics"> & {
   /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
   jwt?: JwtSettings;
+  /**
+   * Governance per credential, by name (`models`, `maxConcurrent`, `limits`, `tokenBudget`;
+   * docs/governance.md): configuration, rendered into the config files, never a secret.
+   */
+  callerPolicies?: { apiKeys?: CallerPolicy[]; basicUsers?: CallerPolicy[] };
 };
+
+/** A credential's name and its governance settings. */
+export type CallerPolicy = { name: string } & CredentialGovernance;
 
 /** Where the container's own healthcheck connects from. */
 const HEALTHCHECK_SOURCE = "127.0.0.1";
@@ -107,7 +116,7 @@ const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
 
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
 export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number; metrics?: number }): GatewaySpecInput {
-  const { jwt, network, ...rest } = settings;
+  const { jwt, network, callerPolicies, ...rest } = settings;
   const allow = network?.allow ?? [];
   return {
     ...rest,
@@ -125,8 +134,10 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     ...(ports.https !== undefined ? { tls: TLS_PLACEHOLDER } : {}),
     // Every address inside the container; the host publishes it on loopback only.
     ...(ports.metrics !== undefined ? { metrics: { listen: { address: "0.0.0.0", port: ports.metrics } } } : {}),
-    apiKeys: [],
-    basicUsers: [],
+    // Config files need only the names and governance of credentials (policy.lua); the secrets
+    // go to the credential files separately. Stand-in digests and hashes, never rendered.
+    apiKeys: (callerPolicies?.apiKeys ?? []).map((p) => ({ ...p, scope: "read" as const, keySha256: "0".repeat(64) })),
+    basicUsers: (callerPolicies?.basicUsers ?? []).map((p) => ({ ...p, scope: "read" as const, passwordHash: `$2b$10$${"a".repeat(53)}` })),
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
   };

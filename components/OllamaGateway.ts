@@ -1,5 +1,6 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { governanceOf, hasGovernance } from "../bundle/governance";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { AuthProxy, type JwtSettings, type ProxySettings } from "./AuthProxy";
 import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
@@ -78,7 +79,7 @@ export interface OllamaGatewayArgs {
   /** Default none. */
   basicUsers?: BasicUserArgs[];
   /** Proxy settings (rate limit, timeouts, body size, CORS). Default: the gateway spec's defaults. */
-  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network">;
+  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network" | "callerPolicies">;
   /** JWT bearer tokens checked in the proxy, next to API keys and Basic users. Default: off. */
   jwt?: GatewayJwtArgs;
   /**
@@ -212,6 +213,10 @@ export class OllamaGateway extends pulumi.ComponentResource {
           ...(a.jwt ? { jwt: jwt as JwtSettings } : {}),
           ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
           network: { allow: [], deny: [], trustedProxies: [], ...a.network },
+          callerPolicies: {
+            apiKeys: a.apiKeys.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
+            basicUsers: a.basicUsers.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
+          },
         },
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,

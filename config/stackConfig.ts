@@ -7,7 +7,7 @@
  * and the fix.
  */
 import { z } from "zod";
-import type { RequestLimits } from "../bundle/governance";
+import { type CredentialGovernance, credentialGovernanceSchema, type RequestLimits } from "../bundle/governance";
 import { formatIssues, gatewaySpecSchema, type GatewaySpecInput, type Scope, SCOPES } from "../bundle/spec";
 import { coversProxyLoopback } from "../components/AuthProxy";
 import { pullResourceSuffix } from "../components/OllamaServer";
@@ -81,6 +81,7 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   allowCidrs: { type: "array", description: "Client addresses served (CIDR blocks or addresses); with any entry, all others get 403 (127.0.0.1 is added for the container's healthcheck)." },
   denyCidrs: { type: "array", description: "Client addresses always refused (403), checked before allowCidrs; may not cover 127.0.0.1." },
   trustedProxyCidrs: { type: "array", description: "Load balancers or reverse proxies in front of the gateway (CIDR blocks or addresses, never /0); only their clientAddressHeader is believed, for allowCidrs, denyCidrs, failed-login limits and logs." },
+  credentialPolicies: { type: "string", unset: "", description: "Governance per API key or Basic user, JSON keyed by name: {\"<name>\": {\"models\": [\"gemma3:*\"], \"maxConcurrent\": 2, \"limits\": {\"maxNumCtx\": 8192}, \"tokenBudget\": {\"perMinute\": 20000, \"perDay\": 1000000}}} (docs/governance.md); \"\" = none." },
   metricsPort: { type: "integer", unset: "0", description: "Prometheus metrics (docs/governance.md) on this port of the host's 127.0.0.1 only, never the API ports; 0 = off." },
   maxNumCtx: { type: "integer", unset: "0", description: "Largest options.num_ctx a request may ask for (400 above it); 0 = no limit." },
   maxNumPredict: { type: "integer", unset: "0", description: "Largest number of tokens a request may ask to generate (options.num_predict, max_tokens...; 400 above it, and -1 is refused); 0 = no limit." },
@@ -185,8 +186,8 @@ export interface StackSettings {
   httpPort: number;
   httpsPort: number;
   tls: { mode: "none" } | { mode: "selfSigned" } | { mode: "provided"; certPem: string; keyPem: string };
-  apiKeys: (CredentialConfig & { key?: string; rotation?: CredentialRotation })[];
-  basicUsers: (CredentialConfig & { password?: string; rotation?: CredentialRotation })[];
+  apiKeys: (CredentialConfig & CredentialGovernance & { key?: string; rotation?: CredentialRotation })[];
+  basicUsers: (CredentialConfig & CredentialGovernance & { password?: string; rotation?: CredentialRotation })[];
   rateLimit: { requestsPerSecond: number; burst: number };
   maxBodySize: string;
   upstreamReadTimeoutSeconds: number;
@@ -413,6 +414,31 @@ function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig
   return supplied;
 }
 
+/** `credentialPolicies`: name -> governance settings, each checked with the spec's own schema. */
+function parseCredentialPolicies(raw: string, names: Set<string>, errors: string[]): Map<string, CredentialGovernance> {
+  const policies = new Map<string, CredentialGovernance>();
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    value = undefined;
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    errors.push(`${key("credentialPolicies")} is ${show(raw)}; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.`);
+    return policies;
+  }
+  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+    if (!names.has(name)) {
+      errors.push(`${key(`credentialPolicies.${name}`)} names no entry of \`apiKeys\` or \`basicUsers\`; add \`${name}:<scope>\` there or remove it.`);
+      continue;
+    }
+    const result = credentialGovernanceSchema.safeParse(entry, { reportInput: true });
+    if (result.success) policies.set(name, result.data);
+    else errors.push(...formatIssues(result.error.issues, `${PROJECT}:credentialPolicies.${name}`).map(withPeriod));
+  }
+  return policies;
+}
+
 /**
  * `name:every:overlap` entries -> policies, with every problem of every entry. `hs256` says
  * whether the name `jwtHs256Secret` (the HS256 secret) can rotate: only a generated secret can.
@@ -629,6 +655,10 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   const apiKeys = parseCredentialList("apiKeys", get("apiKeys"), errors);
   const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
+  const credentialPolicies =
+    coerced.credentialPolicies === undefined
+      ? new Map<string, CredentialGovernance>()
+      : parseCredentialPolicies(coerced.credentialPolicies as string, new Set([...apiKeys, ...basicUsers].map((e) => e.name)), errors);
   const rateLimit = parseRateLimit(get("rateLimit"), errors);
 
   // JWT, external auth and network: built in the spec's shape and checked with the rest below.
@@ -816,11 +846,13 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
       apiKeys: apiKeys.map((entry) => ({
         ...entry,
+        ...credentialPolicies.get(entry.name),
         ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),
       basicUsers: basicUsers.map((entry) => ({
         ...entry,
+        ...credentialPolicies.get(entry.name),
         ...(supplied?.basicUsers.has(entry.name) ? { password: supplied.basicUsers.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),

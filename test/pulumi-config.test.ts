@@ -287,3 +287,31 @@ describe("governance keys (issue 16)", () => {
     ]);
   });
 });
+
+describe("credentialPolicies (issue 16)", () => {
+  it("puts each credential's governance on its entry", () => {
+    const result = parseStackConfig({
+      ...devStackConfig(),
+      credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, alice: { limits: { maxNumCtx: 4096 } } }),
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      settings: {
+        apiKeys: [{ name: "app", scope: "inference", models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, { name: "ops", scope: "admin" }],
+        basicUsers: [{ name: "alice", scope: "inference", limits: { maxNumCtx: 4096 } }],
+      },
+    });
+  });
+
+  it("names the key, the field, the value and the fix for every problem", () => {
+    expect(errorsOf({ ...devStackConfig(), credentialPolicies: JSON.stringify({ app: { maxConcurrent: 0, models: ["no spaces"], extra: 1 }, nobody: {} }) })).toEqual([
+      '`ollama-gateway:credentialPolicies.app.models[0]` is "no spaces"; use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters).',
+      "`ollama-gateway:credentialPolicies.app.maxConcurrent` is 0; use a whole number from 1 to 100000.",
+      "`ollama-gateway:credentialPolicies.app` has unknown field(s) `extra`; remove them or check the spelling.",
+      "`ollama-gateway:credentialPolicies.nobody` names no entry of `apiKeys` or `basicUsers`; add `nobody:<scope>` there or remove it.",
+    ]);
+    expect(errorsOf({ credentialPolicies: "[1]" })).toEqual([
+      '`ollama-gateway:credentialPolicies` is "[1]"; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.',
+    ]);
+  });
+});

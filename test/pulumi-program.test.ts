@@ -510,3 +510,19 @@ describe("the proxy image build", () => {
     );
   });
 });
+
+describe("governance in the program (issue 16)", () => {
+  it("renders each credential's governance into the proxy's config files, never its secret", async () => {
+    await evaluate({
+      ...devStackConfig(),
+      maxNumCtx: "8192",
+      credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, alice: { limits: { maxNumCtx: 4096 } } }),
+    });
+    const policy = configUploads()["lua/gateway/policy.lua"];
+    expect(policy).toContain("limits = { num_ctx = 8192 },");
+    expect(policy).toContain('["key:app"] = { budget = { minute = 20000 }, max_concurrent = 2, models = { exact = {  }, globs = { "^gemma3:.*$" } } },');
+    expect(policy).toContain('["user:alice"] = { limits = { num_ctx = 4096 } },');
+    expect(policy).not.toContain("ops");
+    expect(Object.values(configUploads()).join("\n")).not.toMatch(/\$2b\$10\$a{53}|0{64}/);
+  });
+});
