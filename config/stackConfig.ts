@@ -377,21 +377,26 @@ function checkSuppliedSecret(field: "key" | "password", value: unknown, label: s
   for (const issue of result.error.issues) errors.push(`${key(label)} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
 }
 
+/** `raw` parsed as a JSON object, or undefined when it is not one. */
+function jsonObject(raw: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(raw);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig[]; basicUsers: CredentialConfig[] }, errors: string[]) {
   const supplied = { apiKeys: new Map<string, string>(), basicUsers: new Map<string, string>() };
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = undefined;
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  const value = jsonObject(raw);
+  if (value === undefined) {
     errors.push(
       `${key("suppliedSecrets")} is not a JSON object (value not shown); use JSON such as {"apiKeys": {"app": "<key>"}, "basicUsers": {"alice": "<password>"}}.`,
     );
     return supplied;
   }
-  for (const [group, entries] of Object.entries(value as Record<string, unknown>)) {
+  for (const [group, entries] of Object.entries(value)) {
     if (group !== "apiKeys" && group !== "basicUsers") {
       errors.push(`${key("suppliedSecrets")} has unknown field \`${group}\`; use \`apiKeys\` and \`basicUsers\`.`);
       continue;
@@ -417,17 +422,12 @@ function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig
 /** `credentialPolicies`: name -> governance settings, each checked with the spec's own schema. */
 function parseCredentialPolicies(raw: string, names: Set<string>, errors: string[]): Map<string, CredentialGovernance> {
   const policies = new Map<string, CredentialGovernance>();
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = undefined;
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  const value = jsonObject(raw);
+  if (value === undefined) {
     errors.push(`${key("credentialPolicies")} is ${show(raw)}; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.`);
     return policies;
   }
-  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+  for (const [name, entry] of Object.entries(value)) {
     if (!names.has(name)) {
       errors.push(`${key(`credentialPolicies.${name}`)} names no entry of \`apiKeys\` or \`basicUsers\`; add \`${name}:<scope>\` there or remove it.`);
       continue;
@@ -506,17 +506,12 @@ function parseRotation(
 function parseRotationGenerations(raw: string, policies: Map<string, RotationPolicy>, errors: string[]): Map<string, OnDemandRotation> {
   const result = new Map<string, OnDemandRotation>();
   const example = '{"app": {"generation": 1, "at": "2026-11-05T10:00:00Z"}}';
-  let value: unknown;
-  try {
-    value = JSON.parse(raw);
-  } catch {
-    value = undefined;
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+  const value = jsonObject(raw);
+  if (value === undefined) {
     errors.push(`${key("rotationGenerations")} is ${show(raw)}; use a JSON object such as ${example} (\`npm run rotate\` writes it).`);
     return result;
   }
-  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+  for (const [name, entry] of Object.entries(value)) {
     const label = `rotationGenerations.${name}`;
     if (!policies.has(name)) {
       errors.push(`${key(label)} names no credential with a \`rotation\` policy; add \`${name}:manual:24h\` (or a period) to \`rotation\`, or remove ${show(name)}.`);
