@@ -10,6 +10,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { X509Certificate } from "node:crypto";
+import { makeCertificates } from "./support/certs";
 import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { bearer, request } from "./support/http";
 import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
@@ -204,5 +206,28 @@ describe.runIf(nginxTestsEnabled)("Prometheus metrics, scraped by a real Prometh
       if ((await query(fill(expr))).length === 0) empty.push(`${title}: ${expr}`);
     }
     expect(empty).toEqual([]);
+  });
+});
+
+describe.runIf(nginxTestsEnabled)("TLS certificate expiry metric", () => {
+  it("reports when the served certificate expires, and passes promtool", async () => {
+    const fake = await startFakeOllama();
+    const certs = makeCertificates();
+    const port = await freePort();
+    const gateway = await startGateway({
+      upstreamUrl: fake.url,
+      spec: { tls: { certPem: certs.certPem, keyPem: certs.keyPem }, metrics: { listen: { address: "127.0.0.1", port } } },
+    });
+    try {
+      const text = (await request(`http://127.0.0.1:${port}/metrics`)).body;
+      const line = text.split("\n").find((l) => l.startsWith("ollama_gateway_tls_certificate_expiry_timestamp_seconds "));
+      const notAfter = Math.floor(Date.parse(new X509Certificate(certs.certPem).validTo) / 1000);
+      expect(Math.abs(Number(line?.split(" ")[1]) - notAfter)).toBeLessThanOrEqual(2);
+      const output = execFileSync("sh", ["-c", "promtool check metrics 2>&1; echo exit=$?"], { input: text, encoding: "utf8" });
+      expect(output.trim()).toBe("exit=0");
+    } finally {
+      await gateway.stop();
+      await fake.close();
+    }
   });
 });

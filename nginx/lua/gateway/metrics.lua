@@ -9,6 +9,8 @@
 -- the cap a new value counts as "(other)".
 local policy = require "gateway.policy"
 local concurrency = require "gateway.concurrency"
+local config = require "gateway.config"
+local ffi = require "ffi"
 
 local ngx = ngx
 local dict = ngx.shared.gw_metrics
@@ -30,7 +32,42 @@ local FAMILIES = {
   ollama_gateway_credential_file_age_seconds = { "gauge", "Seconds since a worker last loaded the credential file." },
   ollama_gateway_credential_file_ok = { "gauge", "1 when the last read of the credential file succeeded, 0 when it failed (its credentials are refused)." },
   ollama_gateway_credential_file_errors_total = { "counter", "Failed reads of the credential file, summed over workers." },
+  ollama_gateway_tls_certificate_expiry_timestamp_seconds = { "gauge", "When the server certificate in credentials/tls.pem expires (unix seconds)." },
 }
+
+-- libcrypto, which nginx is linked with: the certificate's notAfter, read at scrape time.
+for _, declaration in ipairs({
+  "typedef struct bio_st BIO;", "typedef struct x509_st X509;", "typedef struct asn1_string_st ASN1_TIME;",
+  "BIO *BIO_new_mem_buf(const void *buf, int len);", "int BIO_free(BIO *a);",
+  "X509 *PEM_read_bio_X509(BIO *bp, X509 **x, void *cb, void *u);", "void X509_free(X509 *a);",
+  "const ASN1_TIME *X509_get0_notAfter(const X509 *x);",
+  "int ASN1_TIME_diff(int *pday, int *psec, const ASN1_TIME *from, const ASN1_TIME *to);",
+}) do
+  pcall(ffi.cdef, declaration)
+end
+
+-- Unix time at which the first certificate in credentials/tls.pem expires; nil without TLS.
+local function certificate_expiry()
+  if not config.plain_http then return nil end
+  local f = io.open(ngx.config.prefix() .. "credentials/tls.pem", "rb")
+  if not f then return nil end
+  local pem = (f:read("*a") or ""):match("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-%-%-%-%-%-END CERTIFICATE%-%-%-%-%-")
+  f:close()
+  if not pem then return nil end
+  local ok, expiry = pcall(function()
+    local C = ffi.C
+    local bio = C.BIO_new_mem_buf(pem, #pem)
+    local cert = C.PEM_read_bio_X509(bio, nil, nil, nil)
+    C.BIO_free(bio)
+    if cert == nil then return nil end
+    local days, secs = ffi.new("int[1]"), ffi.new("int[1]")
+    local diffed = C.ASN1_TIME_diff(days, secs, nil, C.X509_get0_notAfter(cert))
+    C.X509_free(cert)
+    if diffed ~= 1 then return nil end
+    return ngx.time() + days[0] * 86400 + secs[0]
+  end)
+  return ok and expiry or nil
+end
 
 local BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600 }
 
@@ -217,6 +254,10 @@ local function exposition()
       add(name, format("%s_sum{%s} %s", name, labels, number(series.sum)))
       add(name, format("%s_count{%s} %s", name, labels, number(cumulative)))
     end
+  end
+  local expiry = certificate_expiry()
+  if expiry then
+    add("ollama_gateway_tls_certificate_expiry_timestamp_seconds", "ollama_gateway_tls_certificate_expiry_timestamp_seconds " .. number(expiry))
   end
   for caller, count in pairs(concurrency.snapshot()) do
     add("ollama_gateway_in_flight_requests", format('ollama_gateway_in_flight_requests{caller="%s"} %s', caller, number(count)))
