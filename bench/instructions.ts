@@ -413,38 +413,38 @@ async function governanceMain(): Promise<void> {
   } finally {
     await fake.stop();
   }
-  const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
   const streams: Measurement[] = [];
-  try {
-    for (const [variant, label] of [["no-accounting", "without accounting"], ["on", "with accounting, metrics, limits"]] as const) {
-      const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
-      try {
-        streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
-      } finally {
-        await cg.running.stop();
-      }
-    }
-  } finally {
-    await streamFake.stop();
-  }
-  // Time to the first streamed line, natively: both gateways in front of one stand-in.
-  const ttftFake = await startFakeOllamaProcess({ chunks: 5, chunkIntervalMs: 1 });
   let ttft: Record<string, number> = {};
-  try {
-    const running: Running[] = [];
-    for (const variant of ["no-accounting", "on"] as const) {
-      const port = await freePort();
-      const dir = makePrefix(`ttft-${variant}`);
-      oursInstance(creds, 10, variant, await freePort()).prepare(dir, port, ttftFake.url);
-      running.push(await startNginx(variant, dir, port));
-    }
+  // --stream-chunks 0: the per-request part only.
+  if (STREAM_CHUNKS > 0) {
+    const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
     try {
+      for (const [variant, label] of [["no-accounting", "without accounting"], ["on", "with accounting, metrics, limits"]] as const) {
+        const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
+        try {
+          streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
+        } finally {
+          await cg.running.stop();
+        }
+      }
+    } finally {
+      await streamFake.stop();
+    }
+    // Time to the first streamed line, natively: both gateways in front of one stand-in.
+    const ttftFake = await startFakeOllamaProcess({ chunks: 5, chunkIntervalMs: 1 });
+    const running: Running[] = [];
+    try {
+      for (const variant of ["no-accounting", "on"] as const) {
+        const port = await freePort();
+        const dir = makePrefix(`ttft-${variant}`);
+        oursInstance(creds, 10, variant, await freePort()).prepare(dir, port, ttftFake.url);
+        running.push(await startNginx(variant, dir, port));
+      }
       ttft = await firstChunkMs({ "no-accounting": running[0].url, on: running[1].url }, headers, 300);
     } finally {
       for (const r of running) await r.stop();
+      await ttftFake.stop();
     }
-  } finally {
-    await ttftFake.stop();
   }
 
   const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;

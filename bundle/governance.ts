@@ -65,6 +65,15 @@ export const tokenBudgetSchema = z
   .refine((b) => b.perMinute !== undefined || b.perDay !== undefined, { error: "use `perMinute`, `perDay` or both (an empty budget limits nothing)" });
 export type TokenBudget = z.output<typeof tokenBudgetSchema>;
 
+/**
+ * JWT and external-auth callers: models granted per claim (or header) value, as `scopeValues`
+ * grants scopes. With it set, a caller may use the union of its values' models, and none when
+ * no value of its grants a model; without it, every model.
+ */
+export const modelGrantsSchema = z
+  .record(z.string().regex(/^[\x21-\x7e]{1,256}$/, { error: "use a claim or header value of 1-256 printable ASCII characters" }), z.array(modelPatternSchema).max(1000))
+  .optional();
+
 /** The governance fields of an API key or Basic user entry. */
 export const credentialGovernanceFields = {
   /**
@@ -132,6 +141,13 @@ interface GovernedSpec {
   apiKeys: GovernedEntry[];
   basicUsers: GovernedEntry[];
   metrics?: MetricsSettings;
+  jwt?: { modelGrants?: Record<string, string[]> };
+  externalAuth?: { modelGrants?: Record<string, string[]> };
+}
+
+function grantsLua(grants: Record<string, string[]> | undefined): string {
+  if (grants === undefined) return "nil";
+  return `{ ${Object.entries(grants).map(([value, models]) => `[${luaString(value)}] = ${modelsLua(models)}`).join(", ")} }`;
 }
 
 function limitsLua(limits: RequestLimits | undefined): string {
@@ -179,6 +195,8 @@ export function renderPolicyLua(spec: GovernedSpec): string {
     ...spec.apiKeys.flatMap((e) => caller("key", e)),
     ...spec.basicUsers.flatMap((e) => caller("user", e)),
     "  },",
+    "  -- Models per claim value (spec `jwt.modelGrants`) and per header value (`externalAuth.modelGrants`).",
+    `  model_grants = { jwt = ${grantsLua(spec.jwt?.modelGrants)}, ext = ${grantsLua(spec.externalAuth?.modelGrants)} },`,
     `  metrics = ${spec.metrics !== undefined},`,
     `  series_cap = { callers = ${METRICS_SERIES_CAP.callers}, models = ${METRICS_SERIES_CAP.models} },`,
     "}",

@@ -6,7 +6,7 @@
  */
 import net from "node:net";
 import { z } from "zod";
-import { credentialGovernanceFields, metricsSchema, requestLimitsSchema } from "./governance";
+import { credentialGovernanceFields, metricsSchema, modelGrantsSchema, requestLimitsSchema } from "./governance";
 import { JWT_ALGORITHMS, publicKeyFromJwk, publicKeyFromPem, secretBytes } from "./jwt";
 
 export const SCOPES = ["read", "inference", "admin"] as const;
@@ -173,6 +173,8 @@ const jwtSection = z.strictObject({
   maxTokenBytes: z.number().int().min(512).max(16384, { error: "use at most 16384 (nginx's header buffers are 16k)" }).default(8192),
   /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
   cloud: z.boolean().default(false),
+  /** Models per granted value (bundle/governance.ts); absent: every model. */
+  modelGrants: modelGrantsSchema,
 });
 
 const externalAuthSection = z.strictObject({
@@ -195,6 +197,8 @@ const externalAuthSection = z.strictObject({
     .default("/etc/ssl/certs/ca-certificates.crt"),
   /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
   cloud: z.boolean().default(false),
+  /** Models per granted value (bundle/governance.ts); absent: every model. */
+  modelGrants: modelGrantsSchema,
 });
 
 /** `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be zero. */

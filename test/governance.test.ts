@@ -4,6 +4,7 @@
  * limits (2). Prometheus itself is in test/metrics-prometheus.test.ts.
  */
 import http from "node:http";
+import { SignJWT } from "jose";
 import OpenAI from "openai";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -440,5 +441,51 @@ describe.runIf(nginxTestsEnabled)("governance through the real nginx", () => {
         fake.setOptions({ chunks: 4, chunkIntervalMs: 1 });
       }
     });
+  });
+});
+
+describe.runIf(nginxTestsEnabled)("models granted to JWT callers per claim value", () => {
+  const SECRET = "governance-test-hs256-secret-0123456789";
+  let fake: FakeOllama;
+  let gateway: RunningGateway;
+  const token = (scope: string) =>
+    new SignJWT({ scope, sub: "someone" })
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuer("https://idp.example.test/")
+      .setAudience("ollama-gateway")
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(SECRET));
+
+  beforeAll(async () => {
+    fake = await startFakeOllama({ chunks: 2, chunkIntervalMs: 1, models: [FAKE_MODEL, OTHER_MODEL, EMBED_MODEL] });
+    gateway = await startGateway({
+      upstreamUrl: fake.url,
+      spec: {
+        jwt: {
+          issuer: "https://idp.example.test/",
+          audience: "ollama-gateway",
+          algorithms: ["HS256"],
+          hs256Secrets: [{ secret: SECRET }],
+          scopeValues: { read: [], inference: ["llm", "llm-embed"], admin: [] },
+          modelGrants: { llm: ["gemma3:*"], "llm-embed": [EMBED_MODEL] },
+        },
+      },
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await fake?.close();
+  });
+
+  const chat = async (scope: string, model: string) =>
+    (await request(`${gateway.url}/api/chat`, { method: "POST", headers: bearer(await token(scope)), body: JSON.stringify({ model, messages: [], stream: false }) })).status;
+
+  it("allows the union of the granted values' models, and lists only those", async () => {
+    expect(await chat("llm", FAKE_MODEL)).toBe(200);
+    expect(await chat("llm", EMBED_MODEL)).toBe(403);
+    expect(await chat("llm llm-embed", EMBED_MODEL)).toBe(200);
+    expect(await chat("llm llm-embed", OTHER_MODEL)).toBe(403);
+    const tags = await request(`${gateway.url}/api/tags`, { headers: bearer(await token("llm llm-embed")) });
+    expect(tags.json().models.map((m: { name: string }) => m.name)).toEqual([FAKE_MODEL, EMBED_MODEL]);
   });
 });

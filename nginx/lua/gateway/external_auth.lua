@@ -87,7 +87,8 @@ function _M.authenticate()
   if not scope then
     return errors.exit(403, "the external authentication service granted no gateway scope")
   end
-  return { name = name, scope = scope, rate_key = "ext:" .. name }
+  -- `grants`: the header, for models granted per value (gateway/governance.lua).
+  return { name = name, scope = scope, rate_key = "ext:" .. name, grants = scope_value }
 end
 
 return _M

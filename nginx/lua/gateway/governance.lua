@@ -48,6 +48,22 @@ local function serve_list(allowed_models, path)
   return ngx.exit(res.status)
 end
 
+-- JWT and external-auth callers: the union of the models their granted values have (spec
+-- `jwt.modelGrants`, `externalAuth.modelGrants`); nil, every model, when that is not set.
+local function granted_models(caller_key, record)
+  local kind = sub(caller_key, 1, 4)
+  local grants = (kind == "jwt:" and policy.model_grants.jwt) or (kind == "ext:" and policy.model_grants.ext) or nil
+  if not grants then return nil end
+  local union = { exact = {}, globs = {} }
+  require("gateway.jwt").each_grant(record.grants, function(value)
+    local listed = grants[value]
+    if not listed then return end
+    for name in pairs(listed.exact) do union.exact[name] = true end
+    for _, glob in ipairs(listed.globs) do union.globs[#union.globs + 1] = glob end
+  end)
+  return union
+end
+
 -- Whether `stream_options` asks for usage as Ollama (Go, keys in any case, the last one wins)
 -- reads it: every key that folds to include_usage must be true.
 local function asks_for_usage(options)
@@ -67,7 +83,7 @@ end
 --- the route's class; `path` the raw path.
 function _M.admit(caller_key, record, asked, class, path)
   local own = policy.callers[caller_key]
-  local allowed_models = own and own.models
+  local allowed_models = own and own.models or granted_models(caller_key, record)
   if allowed_models and asked then
     local problem = models.check(allowed_models, asked)
     if problem then return errors.exit(403, problem) end

@@ -55,17 +55,24 @@ _M.sanitize_name = sanitize_name
 
 --- The highest gateway scope that `granted` (a space-separated string or an array of strings)
 --- maps to through `values` (claim value -> gateway scope), or nil.
+--- Calls `fn` with each value a scope claim or header grants: the words of a string (spaces or
+--- commas between them), or the strings of an array.
+function _M.each_grant(granted, fn)
+  if type(granted) == "string" then
+    for word in granted:gmatch("[^%s,]+") do fn(word) end
+  elseif json.is_array(granted) then
+    for _, v in ipairs(granted) do
+      if type(v) == "string" then fn(v) end
+    end
+  end
+end
+
 function _M.map_scope(granted, values)
   local best
-  local function consider(v)
-    local scope = type(v) == "string" and values[v]
+  _M.each_grant(granted, function(v)
+    local scope = values[v]
     if scope and (not best or SCOPE_RANK[scope] > SCOPE_RANK[best]) then best = scope end
-  end
-  if type(granted) == "string" then
-    for word in granted:gmatch("[^%s,]+") do consider(word) end
-  elseif json.is_array(granted) then
-    for _, v in ipairs(granted) do consider(v) end
-  end
+  end)
   return best
 end
 
@@ -173,7 +180,8 @@ function _M.authenticate(token)
   if not scope then
     return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')")
   end
-  return { name = name, scope = scope, rate_key = "jwt:" .. name }
+  -- `grants`: the claim, for models granted per value (gateway/governance.lua).
+  return { name = name, scope = scope, rate_key = "jwt:" .. name, grants = claims[cfg.scope_claim] }
 end
 
 return _M
