@@ -46,6 +46,7 @@ const { values: args } = parseArgs({
     "no-write": { type: "boolean", default: false },
     governance: { type: "boolean", default: false },
     "stream-chunks": { type: "string", default: "10000" },
+    baseline: { type: "string" },
   },
 });
 const N = Number(args.requests);
@@ -58,6 +59,8 @@ const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 /** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
 const GOVERNANCE = args.governance;
 const STREAM_CHUNKS = Number(args["stream-chunks"]);
+/** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
+const BASELINE = args.baseline ? path.resolve(args.baseline) : undefined;
 
 const PLAIN_TEMPLATE = path.join(BENCH_DIR, "conf", "plain.conf.template");
 const NAIVE_LUA = path.join(BENCH_DIR, "conf", "naive-access.lua");
@@ -331,6 +334,27 @@ function machine() {
   };
 }
 
+/** The gateway as the `--baseline` checkout renders it (its own renderer, templates and Lua). */
+async function baselineInstance(creds: BenchCredentials, dir: string): Promise<Instance> {
+  const render = (await import(path.join(dir, "bundle", "render.ts"))) as typeof import("../bundle/render");
+  const spec = (await import(path.join(dir, "bundle", "spec.ts"))) as typeof import("../bundle/spec");
+  const write = (await import(path.join(dir, "bundle", "write.ts"))) as typeof import("../bundle/write");
+  return {
+    id: "baseline",
+    prepare(prefix, port, upstream) {
+      const input = {
+        upstream,
+        listen: { address: "127.0.0.1", http: port },
+        workerProcesses: 1,
+        rateLimit: { requestsPerSecond: 100_000, burst: 100_000 },
+        apiKeys: creds.keys.slice(0, 10).map((key, i) => ({ name: `key-${i}`, keySha256: sha256Hex(key), scope: "inference" as const })),
+        basicUsers: creds.basicUsers,
+      };
+      write.writeBundle(prefix, render.renderBundle(spec.validateSpec(input), { flavor: "debian" }).files);
+    },
+  };
+}
+
 /** One streamed /api/generate of STREAM_CHUNKS chunks, read to its end; checks the final line. */
 function streamOnce(url: string, headers: Record<string, string>): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -397,8 +421,10 @@ async function governanceMain(): Promise<void> {
   const results: Measurement[] = [];
   const fake = await startFakeOllamaProcess({ chunks: 10, chunkIntervalMs: 10 });
   try {
+    const baseline = BASELINE ? [[await baselineInstance(creds, BASELINE), "baseline", "gateway before issue 16 (--baseline)"] as const] : [];
     for (const [instance, id, label] of [
       [plainInstance, "plain", "plain proxy, no auth"],
+      ...baseline,
       [oursInstance(creds, 10, "no-accounting"), "no-accounting", "gateway, no body filter and no log phase"],
       [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
       [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
@@ -453,7 +479,7 @@ async function governanceMain(): Promise<void> {
   const md = [
     "# Governance (issue 16): cost per request and per stream",
     "",
-    `Command: \`npm run bench:instructions -- --governance\`, run ${info.date}, took ${fmt(wall)} s.`,
+    `Command: \`npm run bench:instructions -- ${process.argv.slice(2).join(" ")}\`, run ${info.date}, took ${fmt(wall)} s.`,
     "",
     `Machine: ${info.nproc} CPUs, ${info.cpuModel}, Linux ${info.kernel}; ${info.nginx}, ${info.luaModule}, ${info.luajit}; ${info.valgrind}; Node ${info.node}.`,
     "",
@@ -463,12 +489,12 @@ async function governanceMain(): Promise<void> {
     "",
     "## Per request (Bearer, 10 keys)",
     "",
-    row(["Configuration", "instructions / request", "Δ segments", "plain / this", "no-accounting / this"]),
+    row(["Configuration", "instructions / request", "Δ segments", "plain / this", `${BASELINE ? "baseline" : "no-accounting"} / this`]),
     row(["---", "---:", "---:", "---:", "---:"]),
     ...results.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, "no-accounting").perRequest / r.perRequest, 3),
+        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
       ]),
     ),
     "",
