@@ -48,20 +48,28 @@ local function serve_list(allowed_models, path)
   return ngx.exit(res.status)
 end
 
+-- The union of the models that `granted` (a claim or header) grants through `grants`.
+local function union_of(grants, granted)
+  local union = { exact = {}, globs = {} }
+  for _, value in ipairs(require("gateway.jwt").granted_values(granted)) do
+    local listed = grants[value]
+    if listed then
+      for name in pairs(listed.exact) do union.exact[name] = true end
+      for _, glob in ipairs(listed.globs) do union.globs[#union.globs + 1] = glob end
+    end
+  end
+  return union
+end
+
 -- JWT and external-auth callers: the union of the models their granted values have (spec
 -- `jwt.modelGrants`, `externalAuth.modelGrants`); nil, every model, when that is not set.
+-- No closures on per-request paths: LuaJIT 2.1 does not compile a return from a function that
+-- made one (UCLO), and the whole request's trace then falls back to the interpreter.
 local function granted_models(caller_key, record)
   local kind = sub(caller_key, 1, 4)
   local grants = (kind == "jwt:" and policy.model_grants.jwt) or (kind == "ext:" and policy.model_grants.ext) or nil
   if not grants then return nil end
-  local union = { exact = {}, globs = {} }
-  require("gateway.jwt").each_grant(record.grants, function(value)
-    local listed = grants[value]
-    if not listed then return end
-    for name in pairs(listed.exact) do union.exact[name] = true end
-    for _, glob in ipairs(listed.globs) do union.globs[#union.globs + 1] = glob end
-  end)
-  return union
+  return union_of(grants, record.grants)
 end
 
 -- Whether `stream_options` asks for usage as Ollama (Go, keys in any case, the last one wins)

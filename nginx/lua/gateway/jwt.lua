@@ -55,24 +55,26 @@ _M.sanitize_name = sanitize_name
 
 --- The highest gateway scope that `granted` (a space-separated string or an array of strings)
 --- maps to through `values` (claim value -> gateway scope), or nil.
---- Calls `fn` with each value a scope claim or header grants: the words of a string (spaces or
---- commas between them), or the strings of an array.
-function _M.each_grant(granted, fn)
+--- The values a scope claim or header grants: the words of a string (spaces or commas between
+--- them), or the strings of an array.
+function _M.granted_values(granted)
+  local values = {}
   if type(granted) == "string" then
-    for word in granted:gmatch("[^%s,]+") do fn(word) end
+    for word in granted:gmatch("[^%s,]+") do values[#values + 1] = word end
   elseif json.is_array(granted) then
     for _, v in ipairs(granted) do
-      if type(v) == "string" then fn(v) end
+      if type(v) == "string" then values[#values + 1] = v end
     end
   end
+  return values
 end
 
 function _M.map_scope(granted, values)
   local best
-  _M.each_grant(granted, function(v)
+  for _, v in ipairs(_M.granted_values(granted)) do
     local scope = values[v]
     if scope and (not best or SCOPE_RANK[scope] > SCOPE_RANK[best]) then best = scope end
-  end)
+  end
   return best
 end
 
