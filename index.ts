@@ -71,6 +71,7 @@ const common = {
       clientBodySeconds: 60,
     },
     cors: { allowedOrigins: s.corsAllowedOrigins },
+    limits: s.limits,
   },
   ...(s.jwt
     ? {
@@ -109,6 +110,7 @@ const gateway = k
   : new OllamaGateway("gateway", {
       ...common,
       bindAddress: s.bindAddress,
+      ...(s.metricsPort !== undefined ? { metricsPort: s.metricsPort } : {}),
       ollama: { ...ollama, gpu: s.gpu },
       backends: s.backends,
       ...(s.proxyImage !== undefined ? { proxyImage: s.proxyImage } : {}),

@@ -32,7 +32,7 @@ import { renderBundle } from "../bundle/render";
 import { validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
 import { BASIC_USERS, basicHeader, type BenchCredentials, makeCredentials, validKey } from "./lib/credentials";
-import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess } from "./lib/procs";
+import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess, startNginx } from "./lib/procs";
 import { oursSpec, writeNaiveConf, writePlainConf } from "./suites/instances";
 
 const { values: args } = parseArgs({
@@ -44,6 +44,9 @@ const { values: args } = parseArgs({
     "conf-dir": { type: "string" },
     keep: { type: "string" },
     "no-write": { type: "boolean", default: false },
+    governance: { type: "boolean", default: false },
+    "stream-chunks": { type: "string", default: "10000" },
+    baseline: { type: "string" },
   },
 });
 const N = Number(args.requests);
@@ -53,6 +56,11 @@ const LUA_DIR = args["lua-dir"] ? path.resolve(args["lua-dir"]) : undefined;
 const CONF_DIR = args["conf-dir"] ? path.resolve(args["conf-dir"]) : undefined;
 const KEEP = args.keep ? path.resolve(args.keep) : undefined;
 const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
+/** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
+const GOVERNANCE = args.governance;
+const STREAM_CHUNKS = Number(args["stream-chunks"]);
+/** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
+const BASELINE = args.baseline ? path.resolve(args.baseline) : undefined;
 
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "instructions.md");
 const REQUEST_PATH = "/api/version";
@@ -76,12 +84,30 @@ function naiveInstance(creds: BenchCredentials, count: number): Instance {
   return { id: `naive-${count}`, prepare: (dir, port, upstream) => writeNaiveConf(dir, port, upstream, creds, count) };
 }
 
-function oursInstance(creds: BenchCredentials, count: number): Instance {
+/**
+ * Governance variants (issue 16): * `on` = metrics, request limits, maxConcurrent and a model list on every key;
+ * `no-accounting` = the body filter and the log phase taken out of the rendered config (no token
+ * accounting, no metrics, no slot release: the nearest this tree gets to the gateway before it).
+ */
+type GovernanceVariant = "default" | "on" | "no-accounting";
+
+function oursInstance(creds: BenchCredentials, count: number, variant: GovernanceVariant = "default", metricsPort = 0): Instance {
   return {
-    id: `ours-${count}`,
+    id: `ours-${count}${variant === "default" ? "" : `-${variant}`}`,
     prepare(dir, port, upstream) {
-      const spec = oursSpec(upstream, port, creds, count);
-      writeBundle(dir, renderBundle(validateSpec(spec), { flavor: "debian" }).files);
+      const on = variant === "on";
+      const base = oursSpec(upstream, port, creds, count);
+      const spec = {
+        ...base,
+        apiKeys: (base.apiKeys ?? []).map((key) => ({ ...key, ...(on ? { maxConcurrent: 64, models: ["gemma3:*", "qwen3:*"] } : {}) })),
+        ...(on ? { limits: { maxNumCtx: 8192, maxNumPredict: 4096, maxKeepAliveSeconds: 3600 }, metrics: { listen: { address: "127.0.0.1", port: metricsPort } } } : {}),
+      };
+      const files = renderBundle(validateSpec(spec), { flavor: "debian" }).files;
+      if (variant === "no-accounting") {
+        for (const file of ["conf/gateway-locations.conf", "conf/gateway-common.conf"])
+          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block .*$/gm, "");
+      }
+      writeBundle(dir, files);
       if (LUA_DIR) {
         for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith(".lua") && f !== "config.lua" && f !== "routes.lua")) {
           copyFileSync(path.join(LUA_DIR, file), path.join(dir, "lua", "gateway", file));
@@ -279,7 +305,194 @@ function machine() {
   };
 }
 
+/** The gateway as the `--baseline` checkout renders it (its own renderer, templates and Lua). */
+async function baselineInstance(creds: BenchCredentials, dir: string): Promise<Instance> {
+  const render = (await import(path.join(dir, "bundle", "render.ts"))) as typeof import("../bundle/render");
+  const spec = (await import(path.join(dir, "bundle", "spec.ts"))) as typeof import("../bundle/spec");
+  const write = (await import(path.join(dir, "bundle", "write.ts"))) as typeof import("../bundle/write");
+  return {
+    id: "baseline",
+    prepare(prefix, port, upstream) {
+      // The same spec as ours, through the baseline's own schema and renderer.
+      const input = oursSpec(upstream, port, creds, 10);
+      write.writeBundle(prefix, render.renderBundle(spec.validateSpec(input), { flavor: "debian" }).files);
+    },
+  };
+}
+
+/** One streamed /api/generate of STREAM_CHUNKS chunks, read to its end; checks the final line. */
+function streamOnce(url: string, headers: Record<string, string>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(new URL("/api/generate", url), { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, agent: false }, (res) => {
+      let tail = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (tail = (tail + d).slice(-2000)));
+      res.on("end", () => (res.statusCode === 200 && tail.includes('"done":true') ? resolve() : reject(new Error(`stream answered ${res.statusCode}: ${tail}`))));
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.setTimeout(600_000, () => req.destroy(new Error("stream timed out")));
+    req.end(JSON.stringify({ model: "gemma3:1b", prompt: "Why is the sky blue?" }));
+  });
+}
+
+/** Instructions per stream: 1 warm-up stream, then two segments of `count` streams. */
+async function measureStreams(cg: Callgrind, id: string, label: string, headers: Record<string, string>, count: number): Promise<Measurement> {
+  await streamOnce(cg.running.url, headers);
+  callgrindControl(cg, "--dump");
+  dumpTotal(cg, "warm-up");
+  const segments: number[] = [];
+  for (let s = 0; s < 2; s++) {
+    for (let i = 0; i < count; i++) await streamOnce(cg.running.url, headers);
+    callgrindControl(cg, "--dump");
+    const { instructions } = dumpTotal(cg, `segment ${s + 1}`);
+    segments.push(instructions / count);
+    log(`${id}: segment ${s + 1}: ${fmt(instructions / count)} instructions per ${fmt(STREAM_CHUNKS)}-chunk stream`);
+  }
+  return { id, label, instance: cg.running.name, segments, perRequest: (segments[0] + segments[1]) / 2 };
+}
+
+/** Time to the first NDJSON line through two gateways, alternating, natively (not under valgrind). */
+async function firstChunkMs(urls: Record<string, string>, headers: Record<string, string>, samples: number): Promise<Record<string, number>> {
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(urls).map((k) => [k, []]));
+  for (let i = 0; i < samples; i++) {
+    for (const [name, url] of Object.entries(urls)) {
+      times[name].push(
+        await new Promise<number>((resolve, reject) => {
+          const started = performance.now();
+          const req = http.request(new URL("/api/generate", url), { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, agent: false }, (res) => {
+            let first = 0;
+            res.on("data", () => (first ||= performance.now() - started));
+            res.on("end", () => resolve(first));
+            res.on("error", reject);
+          });
+          req.on("error", reject);
+          req.end(JSON.stringify({ model: "gemma3:1b", prompt: "hi" }));
+        }),
+      );
+    }
+  }
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  return Object.fromEntries(Object.entries(times).map(([k, xs]) => [k, median(xs)]));
+}
+
+/** `--governance`: what issue 16's Performance section asks, written to bench/results/governance.md. */
+async function governanceMain(): Promise<void> {
+  const started = performance.now();
+  const info = machine();
+  const creds = makeCredentials(10);
+  const headers = { Authorization: `Bearer ${validKey(creds, 10)}` };
+  const metricsPort = await freePort();
+  const results: Measurement[] = [];
+  const fake = await startFakeOllamaProcess({ chunks: 10, chunkIntervalMs: 10 });
+  try {
+    const baseline = BASELINE ? [[await baselineInstance(creds, BASELINE), "baseline", "gateway before issue 16 (--baseline)"] as const] : [];
+    for (const [instance, id, label] of [
+      [plainInstance, "plain", "plain proxy, no auth"],
+      ...baseline,
+      [oursInstance(creds, 10, "no-accounting"), "no-accounting", "gateway, no body filter and no log phase"],
+      [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
+      [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
+    ] as const) {
+      const cg = await startUnderCallgrind(instance, fake.url);
+      try {
+        results.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
+      } finally {
+        await cg.running.stop();
+      }
+    }
+  } finally {
+    await fake.stop();
+  }
+  const streams: Measurement[] = [];
+  let ttft: Record<string, number> = {};
+  // --stream-chunks 0: the per-request part only.
+  if (STREAM_CHUNKS > 0) {
+    const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
+    try {
+      for (const [variant, label] of [["no-accounting", "without accounting"], ["on", "with accounting, metrics, limits"]] as const) {
+        const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
+        try {
+          streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
+        } finally {
+          await cg.running.stop();
+        }
+      }
+    } finally {
+      await streamFake.stop();
+    }
+    // Time to the first streamed line, natively: both gateways in front of one stand-in.
+    const ttftFake = await startFakeOllamaProcess({ chunks: 5, chunkIntervalMs: 1 });
+    const running: Running[] = [];
+    try {
+      for (const variant of ["no-accounting", "on"] as const) {
+        const port = await freePort();
+        const dir = makePrefix(`ttft-${variant}`);
+        oursInstance(creds, 10, variant, await freePort()).prepare(dir, port, ttftFake.url);
+        running.push(await startNginx(variant, dir, port));
+      }
+      ttft = await firstChunkMs({ "no-accounting": running[0].url, on: running[1].url }, headers, 300);
+    } finally {
+      for (const r of running) await r.stop();
+      await ttftFake.stop();
+    }
+  }
+
+  const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;
+  const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
+  const wall = (performance.now() - started) / 1000;
+  const md = [
+    "# Governance (issue 16): cost per request and per stream",
+    "",
+    `Command: \`npm run bench:instructions -- ${process.argv.slice(2).join(" ")}\`, run ${info.date}, took ${fmt(wall)} s.`,
+    "",
+    `Machine: ${info.nproc} CPUs, ${info.cpuModel}, Linux ${info.kernel}; ${info.nginx}, ${info.luaModule}, ${info.luajit}; ${info.valgrind}; Node ${info.node}.`,
+    "",
+    "Instructions counted by callgrind in the single nginx process, as in [instructions.md](instructions.md). \"no body",
+    "filter and no log phase\" is this tree's bundle with those two directives removed: no token accounting, no metrics",
+    "and no slot release (the nearest to the gateway before issue 16 that this tree can run).",
+    "",
+    "## Per request (Bearer, 10 keys)",
+    "",
+    row(["Configuration", "instructions / request", "Δ segments", "plain / this", `${BASELINE ? "baseline" : "no-accounting"} / this`]),
+    row(["---", "---:", "---:", "---:", "---:"]),
+    ...results.map((r) =>
+      row([
+        r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
+        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
+      ]),
+    ),
+    "",
+    `## A ${fmt(STREAM_CHUNKS)}-chunk stream`,
+    "",
+    row(["Configuration", "instructions / stream", "Δ segments", "vs without accounting"]),
+    row(["---", "---:", "---:", "---:"]),
+    ...streams.map((r) =>
+      row([
+        r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
+        `${fmt((100 * (r.perRequest - by(streams, "no-accounting").perRequest)) / by(streams, "no-accounting").perRequest, 2)} %`,
+      ]),
+    ),
+    "",
+    "## Time to the first streamed line (native, median of 300, alternating)",
+    "",
+    row(["Gateway", "median ms"]),
+    row(["---", "---:"]),
+    ...Object.entries(ttft).map(([k, v]) => row([k, fmt(v, 3)])),
+    "",
+  ].join("\n");
+  console.log(md);
+  if (!args["no-write"]) {
+    const file = path.join(BENCH_DIR, "results", "governance.md");
+    const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
+    const marker = "\n## Interpretation";
+    writeFileSync(file, md + (existing.includes(marker) ? existing.slice(existing.indexOf(marker)) : ""));
+    log(`wrote ${path.relative(ROOT, file)}`);
+  }
+}
+
 async function main(): Promise<void> {
+  if (GOVERNANCE) return governanceMain();
   for (const tool of ["nginx", "valgrind", "callgrind_control"]) {
     if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is missing (apt-get install nginx libnginx-mod-http-lua valgrind)`);
   }

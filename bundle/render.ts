@@ -22,6 +22,7 @@ import {
   TLS_PEM_FILE,
   toUnixSeconds,
 } from "./credentials";
+import { renderMetricsServer, renderPolicyLua } from "./governance";
 import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
 import { luaString, renderRoutesLua, SCOPE_RANK } from "./routes";
 import { type Flavor, type GatewaySpec, type Scope, specBackends } from "./spec";
@@ -329,6 +330,7 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     upstreamSendSeconds: String(spec.timeouts.upstreamSendSeconds),
     networkRules: renderNetworkRules(spec.network),
     externalAuthLocation: externalAuthLocation(spec),
+    metricsServer: renderMetricsServer(spec.metrics),
   };
   const files: BundleFiles = {
     "conf/nginx.conf": fillTemplate(readSource("nginx.conf.template"), values),
@@ -337,6 +339,7 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     "conf/gateway-health-probe.conf": fillTemplate(readSource("gateway-health-probe.conf.template"), values),
     "lua/gateway/config.lua": renderConfigLua(spec),
     "lua/gateway/routes.lua": renderRoutesLua(),
+    "lua/gateway/policy.lua": renderPolicyLua(spec),
   };
   for (const file of readdirSync(path.join(NGINX_SOURCE_DIR, "lua", "gateway")).sort()) {
     if (file.endsWith(".lua")) files[`lua/gateway/${file}`] = readSource(path.join("lua", "gateway", file));

@@ -6,6 +6,7 @@
  */
 import net from "node:net";
 import { z } from "zod";
+import { credentialGovernanceFields, metricsSchema, modelGrantsSchema, requestLimitsSchema } from "./governance";
 import { JWT_ALGORITHMS, publicKeyFromJwk, publicKeyFromPem, secretBytes } from "./jwt";
 
 export const SCOPES = ["read", "inference", "admin"] as const;
@@ -115,6 +116,8 @@ const apiKeyEntry = z.strictObject({
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
+  // Governance (bundle/governance.ts): maxConcurrent, limits.
+  ...credentialGovernanceFields,
 }).superRefine(exactlyOneOf("key", "keySha256")).superRefine(notGuessable);
 
 const basicUserEntry = z.strictObject({
@@ -127,6 +130,8 @@ const basicUserEntry = z.strictObject({
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
+  // Governance (bundle/governance.ts): maxConcurrent, limits.
+  ...credentialGovernanceFields,
 }).superRefine(exactlyOneOf("password", "passwordHash"));
 
 const seconds = (min: number, max: number) =>
@@ -200,6 +205,8 @@ const jwtSection = z.strictObject({
   maxTokenBytes: z.number().int().min(512).max(16384, { error: "use at most 16384 (nginx's header buffers are 16k)" }).default(8192),
   /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
   cloud: z.boolean().default(false),
+  /** Models per granted value (bundle/governance.ts); absent: every model. */
+  modelGrants: modelGrantsSchema,
 });
 
 const externalAuthSection = z.strictObject({
@@ -222,6 +229,8 @@ const externalAuthSection = z.strictObject({
     .default("/etc/ssl/certs/ca-certificates.crt"),
   /** Allows every caller it admits Ollama's cloud features (as `apiKeys[].cloud`). Default false. */
   cloud: z.boolean().default(false),
+  /** Models per granted value (bundle/governance.ts); absent: every model. */
+  modelGrants: modelGrantsSchema,
 });
 
 /** `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be zero. */
@@ -421,6 +430,10 @@ export const gatewaySpecSchema = z
     jwt: jwtSection.optional(),
     /** An external service that decides requests the gateway does not recognise (or all of them). */
     externalAuth: externalAuthSection.optional(),
+    /** Request limits for every caller (bundle/governance.ts); credentials may override them. Default none. */
+    limits: requestLimitsSchema.default({}),
+    /** Prometheus metrics on their own listener (bundle/governance.ts). Default off. */
+    metrics: metricsSchema.optional(),
     /** Client addresses: `deny` first, then `allow`; with any `allow`, everything else is refused (403). */
     network: z
       .strictObject({
@@ -458,6 +471,7 @@ export const gatewaySpecSchema = z
     checkUnique(spec.apiKeys, "apiKeys");
     checkUnique(spec.basicUsers, "basicUsers");
     if (spec.upstreams) checkUpstreams(spec, ctx);
+    checkModelListsHaveOneBackend(spec, ctx);
 
     if (spec.tls && spec.listen.https === undefined)
       ctx.addIssue({
@@ -476,6 +490,13 @@ export const gatewaySpecSchema = z
     if (spec.jwt) checkJwt(spec.jwt, ctx);
     if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
     if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
+    if (spec.metrics && [spec.listen.http, spec.listen.https].includes(spec.metrics.listen.port))
+      ctx.addIssue({
+        code: "custom",
+        path: ["metrics", "listen", "port"],
+        input: spec.metrics.listen.port,
+        message: "is an API port (`listen.http` or `listen.https`); give metrics a port of their own",
+      });
     if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
       ctx.addIssue({
         code: "custom",
@@ -506,6 +527,27 @@ function checkUpstreams(spec: { upstream?: string; upstreams?: UpstreamEntry[]; 
     if (i > 0 && URL.canParse(entry.url) && URL.canParse(upstreams[0].url) && scheme(entry.url) !== scheme(upstreams[0].url))
       ctx.addIssue({ code: "custom", path: ["upstreams", i, "url"], input: entry.url, message: `uses ${scheme(entry.url)} but \`upstreams[0].url\` uses ${scheme(upstreams[0].url)}; use one scheme for every backend` });
   });
+}
+
+/**
+ * Model lists filter Ollama's model listings through one fixed backend (gateway/governance.lua's
+ * subrequest); a pool or a backend resolved while nginx runs has none yet, so the combination is
+ * refused rather than answered wrongly.
+ */
+function checkModelListsHaveOneBackend(
+  spec: { upstreams?: unknown; upstreamResolver?: unknown; apiKeys: { models?: unknown }[]; basicUsers: { models?: unknown }[]; jwt?: { modelGrants?: unknown }; externalAuth?: { modelGrants?: unknown } },
+  ctx: z.RefinementCtx,
+) {
+  const where = spec.upstreams !== undefined ? "upstreams" : spec.upstreamResolver !== undefined ? "upstreamResolver" : undefined;
+  if (where === undefined) return;
+  const lists = [
+    ...spec.apiKeys.flatMap((e, i) => (e.models !== undefined ? [["apiKeys", i, "models"]] : [])),
+    ...spec.basicUsers.flatMap((e, i) => (e.models !== undefined ? [["basicUsers", i, "models"]] : [])),
+    ...(spec.jwt?.modelGrants !== undefined ? [["jwt", "modelGrants"]] : []),
+    ...(spec.externalAuth?.modelGrants !== undefined ? [["externalAuth", "modelGrants"]] : []),
+  ];
+  for (const path of lists)
+    ctx.addIssue({ code: "custom", path, input: "set", message: `is not supported together with \`${where}\` yet (model listings are filtered through one fixed backend); remove it or use one \`upstream\`` });
 }
 
 /** The backends a spec names: `upstreams`, or `upstream` (or the default) as a pool of one. */

@@ -7,6 +7,7 @@ import path from "node:path";
 import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
 import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
 import { type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
+import type { CredentialGovernance } from "../bundle/governance";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
@@ -41,10 +42,18 @@ const STAGING_DIR = "/staging";
 export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secrets">;
 
 /** Proxy settings the caller chooses; the component sets upstream(s), listen, logs and credentials. */
-export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "upstreams" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt"> & {
+export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "upstreams" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt" | "metrics"> & {
   /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
   jwt?: JwtSettings;
+  /**
+   * Governance per credential, by name (`models`, `maxConcurrent`, `limits`, `tokenBudget`;
+   * docs/governance.md): configuration, rendered into the config files, never a secret.
+   */
+  callerPolicies?: { apiKeys?: CallerPolicy[]; basicUsers?: CallerPolicy[] };
 };
+
+/** A credential's name and its governance settings. */
+export type CallerPolicy = { name: string } & CredentialGovernance;
 
 /** Where the container's own healthcheck connects from. */
 
@@ -77,6 +86,11 @@ export interface AuthProxyArgs {
   /** HTTPS port (with `tls` only). Default 8443; must differ from `httpPort`. */
   httpsPort?: number;
   /**
+   * Prometheus metrics (docs/governance.md) on this port, published on the host's 127.0.0.1 only,
+   * whatever `bindAddress` is. Must differ from the API ports. Default: off.
+   */
+  metricsPort?: number;
+  /**
    * A pinned image built from image/proxy/Dockerfile and pushed to a registry you use (Debian's
    * nginx and Lua module, nginx at /usr/sbin/nginx, user 10001). Default: build that Dockerfile
    * on the target Docker host (`imageBuild`) and tag it `ollama-gateway-proxy:local`.
@@ -101,9 +115,16 @@ export type ProxyBackend =
   | { upstreams: NonNullable<GatewaySpecInput["upstreams"]> };
 const DOCKER_BACKEND: ProxyBackend = { upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}` };
 
+/** The proxy's ports inside its container or pod (the same numbers are published on the host). */
+export interface ProxyPorts {
+  http: number;
+  https?: number;
+  metrics?: number;
+}
+
 /** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
-export function proxySpecInput(settings: ProxySettings, ports: { http: number; https?: number }, backend: ProxyBackend = DOCKER_BACKEND): GatewaySpecInput {
-  const { jwt, network, ...rest } = settings;
+export function proxySpecInput(settings: ProxySettings, ports: ProxyPorts, backend: ProxyBackend = DOCKER_BACKEND): GatewaySpecInput {
+  const { jwt, network, callerPolicies, ...rest } = settings;
   const allow = network?.allow ?? [];
   return {
     ...rest,
@@ -119,8 +140,12 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
     listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
     ...(ports.https !== undefined ? { tls: TLS_PLACEHOLDER } : {}),
-    apiKeys: [],
-    basicUsers: [],
+    // Every address inside the container; the host publishes it on loopback only.
+    ...(ports.metrics !== undefined ? { metrics: { listen: { address: "0.0.0.0", port: ports.metrics } } } : {}),
+    // Config files need only the names and governance of credentials (policy.lua); the secrets
+    // go to the credential files separately. Stand-in digests and hashes, never rendered.
+    apiKeys: (callerPolicies?.apiKeys ?? []).map((p) => ({ ...p, scope: "read" as const, keySha256: "0".repeat(64) })),
+    basicUsers: (callerPolicies?.basicUsers ?? []).map((p) => ({ ...p, scope: "read" as const, passwordHash: `$2b$10$${"a".repeat(53)}` })),
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
   };
@@ -130,7 +155,7 @@ export function proxySpecInput(settings: ProxySettings, ports: { http: number; h
  * The proxy's validated spec, without credentials: what the proxy (container or pod) cannot run
  * is refused on `parent`, every problem at once. Its healthcheck runs inside, from 127.0.0.1.
  */
-export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, ports: { http: number; https?: number }, backend?: ProxyBackend): GatewaySpec {
+export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, ports: ProxyPorts, backend?: ProxyBackend): GatewaySpec {
   const loopbackDenied = (settings.network?.deny ?? []).filter(coversProxyLoopback);
   if (loopbackDenied.length > 0)
     throw new pulumi.ResourceError(
@@ -223,7 +248,7 @@ export class AuthProxy extends pulumi.ComponentResource {
     const a = { ...DEFAULTS, ...args };
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
-    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
+    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
     const configFiles = renderConfigFiles(spec, "debian");
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
@@ -282,6 +307,8 @@ export class AuthProxy extends pulumi.ComponentResource {
     const ports = [
       { internal: a.httpPort, external: a.httpPort, ip: a.bindAddress },
       ...(httpsPort !== undefined ? [{ internal: httpsPort, external: httpsPort, ip: a.bindAddress }] : []),
+      // Metrics never leave the host: Prometheus scrapes 127.0.0.1 (or tunnels to it).
+      ...(args.metricsPort !== undefined ? [{ internal: args.metricsPort, external: args.metricsPort, ip: "127.0.0.1" }] : []),
     ];
     this.container = new docker.Container(
       `${name}-server`,

@@ -1,3 +1,4 @@
+import type { CredentialGovernance } from "../bundle/governance";
 import * as pulumi from "@pulumi/pulumi";
 import * as random from "@pulumi/random";
 import { bcryptHashWithSalt, sha256Hex } from "../bundle/credentials";
@@ -14,7 +15,7 @@ export interface CredentialRotationArgs {
   previousNotAfter?: string;
 }
 
-export interface ApiKeyArgs {
+export interface ApiKeyArgs extends CredentialGovernance {
   /** Unique across API keys and Basic users; appears in logs, never the key. */
   name: string;
   scope: Scope;
@@ -24,7 +25,7 @@ export interface ApiKeyArgs {
   rotation?: CredentialRotationArgs;
 }
 
-export interface BasicUserArgs {
+export interface BasicUserArgs extends CredentialGovernance {
   name: string;
   scope: Scope;
   /** The password (secret). Default: generated, 24 letters and digits. Refused together with `rotation`. */

@@ -6,7 +6,7 @@ import { renderConfigFiles } from "../bundle/render";
 import { type GatewaySpec, validateSpec } from "../bundle/spec";
 import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySpec } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { callerPolicies, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OLLAMA_PORT } from "./OllamaServer";
 
 
@@ -306,6 +306,7 @@ export class KubernetesGateway extends GatewayComponent {
         ...(jwt ? { jwt } : {}),
         ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
         network: { allow: [], deny: [], trustedProxies: [], ...a.network },
+        callerPolicies: callerPolicies(a),
       },
       { http: a.httpPort, https: httpsPort },
       { upstream: `http://${this.ollamaServiceName}:${OLLAMA_PORT}`, resolver: { address: a.dnsServer, validSeconds: 5 } },

@@ -4,7 +4,7 @@ import { gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import { AuthProxy } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { callerPolicies, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
 
 export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type JwtIssuerSettings } from "./gatewayAccess";
@@ -12,6 +12,8 @@ export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type 
 export interface OllamaGatewayArgs extends GatewayCommonArgs {
   /** Host address the proxy's ports are published on. Default `127.0.0.1` (this host only). */
   bindAddress?: string;
+  /** Prometheus metrics on the host's 127.0.0.1 at this port (docs/governance.md). Default: off. */
+  metricsPort?: number;
   /** Ollama settings and models to pull, for every server this component creates. */
   ollama?: Omit<OllamaServerArgs, "network" | "alias" | "gpuDevices" | "publish" | "provider">;
   /**
@@ -129,6 +131,7 @@ export class OllamaGateway extends GatewayComponent {
           ...(jwt ? { jwt } : {}),
           ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
           network: { allow: [], deny: [], trustedProxies: [], ...a.network },
+          callerPolicies: callerPolicies(a),
         },
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
@@ -138,6 +141,7 @@ export class OllamaGateway extends GatewayComponent {
         bindAddress: a.bindAddress,
         httpPort: a.httpPort,
         httpsPort: a.httpsPort,
+        ...(a.metricsPort !== undefined ? { metricsPort: a.metricsPort } : {}),
         ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
         dependsOn: servers,
       },

@@ -5,6 +5,7 @@
  * had (`<name>-tls`, `<name>-credentials`), so no stack sees a rename.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { governanceOf, hasGovernance } from "../bundle/governance";
 import { clientEnvScript } from "../bundle/clientEnv";
 import type { GatewaySpecInput } from "../bundle/spec";
 import type { JwtSettings, ProxySettings } from "./AuthProxy";
@@ -190,7 +191,7 @@ export interface GatewayCommonArgs {
   /** Default none. */
   basicUsers?: BasicUserArgs[];
   /** Proxy settings (rate limit, timeouts, body size, CORS). Default: the gateway spec's defaults. */
-  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network">;
+  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network" | "callerPolicies">;
   /** JWT bearer tokens checked in the proxy, next to API keys and Basic users. Default: off. */
   jwt?: GatewayJwtArgs;
   /**
@@ -248,4 +249,12 @@ export abstract class GatewayComponent extends pulumi.ComponentResource {
     Object.assign(this, outputs);
     this.registerOutputs(outputs);
   }
+}
+
+/** The governance of each credential that has any (`models`, `maxConcurrent`...), for the proxy's config files. */
+export function callerPolicies(a: { apiKeys: readonly ApiKeyArgs[]; basicUsers: readonly BasicUserArgs[] }): NonNullable<ProxySettings["callerPolicies"]> {
+  return {
+    apiKeys: a.apiKeys.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
+    basicUsers: a.basicUsers.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
+  };
 }

@@ -5,10 +5,10 @@
  * its problems to `errors` (key, bad value, fix) and never throws.
  */
 import { z } from "zod";
-import { MODEL_NAME } from "../bundle/models";
+import { MODEL_NAME, pullResourceSuffix } from "../bundle/models";
 import { gatewaySpecSchema, type Scope, SCOPES } from "../bundle/spec";
 import { SERVICE_TYPES, TARGETS } from "../bundle/targets";
-import { CONFIG_DEFAULTS, type KeyType, TLS_MODES } from "./keys";
+import { CONFIG_DEFAULTS, CONFIG_KEYS, DEFAULT_OLLAMA_IMAGE, type KeyType, TLS_MODES } from "./keys";
 import { key, secretShown, show, withPeriod } from "./messages";
 import type { CredentialConfig, ScopeValues } from "./settings";
 
@@ -29,6 +29,7 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** A Kubernetes resource quantity for storage. */
 const QUANTITY = /^[1-9][0-9]*(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+const KEEP_ALIVE_LIMIT = /^(0|[0-9]+(s|m|h))$/;
 export const DURATION = /^(-1|0|[0-9]+(\.[0-9]+)?(ms|s|m|h))$/;
 /** `repo:tag` (tag not `latest`) or `repo@sha256:...`; a registry host may carry a port. */
 export function isPinnedImage(image: string): boolean {
@@ -63,6 +64,8 @@ export const plainSchema = z.object({
   ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
   ollamaNumParallel: positiveCount.optional(),
   ollamaMaxLoadedModels: positiveCount.optional(),
+  metricsPort: port.optional(),
+  maxKeepAlive: z.string().regex(KEEP_ALIVE_LIMIT, { error: "use a duration such as `30m`, `2h` or `0` (seconds `s`, minutes `m`, hours `h`)" }).optional(),
   target: z.enum(TARGETS, { error: "use `docker` or `kubernetes`" }),
   k8sNamespace: z.string().regex(DNS_LABEL, { error: "use a Kubernetes namespace name: lowercase letters, digits and `-`, at most 63, such as `ollama-gateway`" }),
   k8sCreateNamespace: z.boolean(),
@@ -222,4 +225,21 @@ export function checkHs256Secret(value: string, errors: string[]) {
   });
   if (result.success) return;
   for (const issue of result.error.issues) errors.push(`${key("jwtHs256Secret")} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
+}
+
+/** `ollamaImage` and `proxyImage` pinned to a tag or digest ("" proxyImage: built here). */
+export function checkImagesPinned(images: { ollamaImage: string; proxyImage: string }, errors: string[]): void {
+  for (const [name, example] of [["ollamaImage", DEFAULT_OLLAMA_IMAGE], ["proxyImage", "registry.example.com/ollama-gateway-proxy:1.0.0"]] as const)
+    if (images[name] !== (CONFIG_KEYS[name].unset ?? undefined) && !isPinnedImage(images[name]))
+      errors.push(`${key(name)} is ${show(images[name])}; pin a version tag such as \`${example}\` (not \`latest\`, not untagged).`);
+}
+
+/** Each model once, also as the pull containers name it (`gemma3:1b` and `Gemma3-1b` collide). */
+export function checkModelsOnce(models: readonly string[], errors: string[]): void {
+  const pullNames = new Map<string, string>();
+  for (const model of models) {
+    const other = pullNames.get(pullResourceSuffix(model));
+    if (other !== undefined) errors.push(`${key("models")} lists ${show(model)} twice (or as ${show(other)}); list each model once.`);
+    pullNames.set(pullResourceSuffix(model), model);
+  }
 }

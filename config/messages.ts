@@ -54,6 +54,8 @@ export function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeV
   switch (head) {
     case "rateLimit":
       return [`${PROJECT}:rateLimit`];
+    case "limits":
+      return [`${PROJECT}:${({ maxNumCtx: "maxNumCtx", maxNumPredict: "maxNumPredict" } as Record<string, string>)[String(rest[0])] ?? "maxKeepAlive"}`];
     case "timeouts":
       return [`${PROJECT}:upstreamReadTimeoutSeconds`];
     case "cors":

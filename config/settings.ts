@@ -1,4 +1,5 @@
 /** What a validated stack config becomes: plain values, typed; index.ts wraps the secret ones. */
+import type { CredentialGovernance, RequestLimits } from "../bundle/governance";
 import type { Scope } from "../bundle/spec";
 import type { ServiceType, Target } from "../bundle/targets";
 import type { OnDemandRotation, RotationPolicy } from "./rotation";
@@ -56,8 +57,8 @@ export interface StackSettings {
   httpPort: number;
   httpsPort: number;
   tls: { mode: "none" } | { mode: "selfSigned" } | { mode: "provided"; certPem: string; keyPem: string };
-  apiKeys: (CredentialConfig & { key?: string; rotation?: CredentialRotation })[];
-  basicUsers: (CredentialConfig & { password?: string; rotation?: CredentialRotation })[];
+  apiKeys: (CredentialConfig & CredentialGovernance & { key?: string; rotation?: CredentialRotation })[];
+  basicUsers: (CredentialConfig & CredentialGovernance & { password?: string; rotation?: CredentialRotation })[];
   rateLimit: { requestsPerSecond: number; burst: number };
   maxBodySize: string;
   upstreamReadTimeoutSeconds: number;
@@ -76,6 +77,10 @@ export interface StackSettings {
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
   network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+  /** Undefined: metrics off (`metricsPort` 0). */
+  metricsPort?: number;
+  /** Request limits for every caller (the spec's `limits`). */
+  limits: RequestLimits;
   target: Target;
   /** Undefined unless `target` is `kubernetes`. */
   kubernetes?: KubernetesSettings;

@@ -8,16 +8,16 @@
  * wording config/messages.ts.
  */
 import { coversProxyLoopback } from "../bundle/addresses";
-import { pullResourceSuffix } from "../bundle/models";
 import { formatIssues, gatewaySpecSchema, type GatewaySpecInput } from "../bundle/spec";
 import {
-  checkHs256Secret, coerce, isPinnedImage, parseCredentialList, parseJwks, parsePublicKeys, parseRateLimit, parseScopeValues,
+  checkHs256Secret, checkImagesPinned, checkModelsOnce, coerce, parseCredentialList, parseJwks, parsePublicKeys, parseRateLimit, parseScopeValues,
   parseSuppliedSecrets, plainSchema,
 } from "./formats";
-import { CONFIG_DEFAULTS, CONFIG_KEYS, DEFAULT_OLLAMA_IMAGE, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
+import { CONFIG_DEFAULTS, CONFIG_KEYS, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
 import { key, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
 import { backendsSettings } from "./backendsConfig";
+import { checkModelListsBackends, metricsPort, parseCredentialPolicies, requestLimits } from "./governanceConfig";
 import { checkTarget, kubernetesSettings } from "./kubernetesConfig";
 import { parseRotation, parseRotationGenerations } from "./rotationConfig";
 import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME, type JwtSettings, type StackConfigResult } from "./settings";
@@ -63,6 +63,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ollamaKeepAlive: get("ollamaKeepAlive"),
       ollamaNumParallel: coerced.ollamaNumParallel,
       ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
+      metricsPort: coerced.metricsPort,
+      maxKeepAlive: coerced.maxKeepAlive,
       ...Object.fromEntries(["target", "k8sNamespace", "k8sCreateNamespace", "ollamaReplicas", "ollamaGpus", "ollamaStorageSize", "proxyReplicas", "k8sServiceType"].map((name) => [name, get(name as keyof typeof CONFIG_DEFAULTS)])),
       ...Object.fromEntries(["ollamaStorageClass", "k8sIngressHost", "k8sIngressClass", "k8sIngressTlsSecret"].map((name) => [name, coerced[name]])),
     },
@@ -73,13 +75,14 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     errors.push(...formatIssues(issues).map(withPeriod));
   }
 
-  for (const [name, example] of [["ollamaImage", DEFAULT_OLLAMA_IMAGE], ["proxyImage", "registry.example.com/ollama-gateway-proxy:1.0.0"]] as const)
-    if (get(name) !== (CONFIG_KEYS[name].unset ?? undefined) && !isPinnedImage(get(name)))
-      errors.push(`${key(name)} is ${show(get(name))}; pin a version tag such as \`${example}\` (not \`latest\`, not untagged).`);
+  checkImagesPinned({ ollamaImage: get("ollamaImage"), proxyImage: get("proxyImage") }, errors);
 
   const apiKeys = parseCredentialList("apiKeys", get("apiKeys"), errors);
   const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
   const rateLimit = parseRateLimit(get("rateLimit"), errors);
+  const governance = parseCredentialPolicies(coerced.credentialPolicies as string | undefined, new Set([...apiKeys, ...basicUsers].map((e) => e.name)), errors);
+  const limits = requestLimits(coerced);
+  const metrics = metricsPort(raw, get, errors);
 
   // JWT, external auth and network: built in the spec's shape and checked with the rest below.
   const isSet = (name: string) =>
@@ -168,6 +171,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
         clientBodySeconds: 60,
       },
       cors: { allowedOrigins: get("corsAllowedOrigins") },
+      limits,
       ...(jwtSpec ? { jwt: jwtSpec } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
@@ -229,18 +233,12 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   checkTarget(get, coerced, isSet, errors);
   const backends = backendsSettings(get, errors);
+  checkModelListsBackends(governance, backends, get("target"), errors);
 
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
-    errors.push(
-      `${key("models")} is ${show(models)} but \`internalNetwork\` is true, and an internal network cannot reach the model registry; set \`internalNetwork\` to false or \`models\` to [].`,
-    );
-  const pullNames = new Map<string, string>();
-  for (const model of models) {
-    const other = pullNames.get(pullResourceSuffix(model));
-    if (other !== undefined) errors.push(`${key("models")} lists ${show(model)} twice (or as ${show(other)}); list each model once.`);
-    pullNames.set(pullResourceSuffix(model), model);
-  }
+    errors.push(`${key("models")} is ${show(models)} but \`internalNetwork\` is true, and an internal network cannot reach the model registry; set \`internalNetwork\` to false or \`models\` to [].`);
+  checkModelsOnce(models, errors);
 
   if (errors.length > 0) return { ok: false, errors };
   const kubernetes = kubernetesSettings(get, coerced);
@@ -256,11 +254,13 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
       apiKeys: apiKeys.map((entry) => ({
         ...entry,
+        ...governance.get(entry.name),
         ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),
       basicUsers: basicUsers.map((entry) => ({
         ...entry,
+        ...governance.get(entry.name),
         ...(supplied?.basicUsers.has(entry.name) ? { password: supplied.basicUsers.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),
@@ -282,6 +282,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
+      ...(metrics !== undefined ? { metricsPort: metrics } : {}),
+      limits,
       target: get("target"),
       ...(kubernetes ? { kubernetes } : {}),
     },

@@ -188,7 +188,9 @@ describe("native API", () => {
     const version = await rawRequest("GET", "/api/version");
     expect(version.body).toBe('{"version":"0.12.0"}');
     expect(version.headers["content-type"]).toBe("application/json; charset=utf-8");
-    expect(JSON.parse((await rawRequest("GET", "/api/ps")).body)).toEqual({ models: [] });
+    // /api/ps lists the models earlier requests loaded, in api.ProcessModelResponse's shape.
+    const ps = JSON.parse((await rawRequest("GET", "/api/ps")).body);
+    for (const entry of ps.models) expect(Object.keys(entry).sort()).toEqual(["context_length", "details", "digest", "expires_at", "model", "name", "size", "size_vram"]);
     const tags = JSON.parse((await rawRequest("GET", "/api/tags")).body);
     expect(tags.models[0]).toMatchObject({ name: FAKE_MODEL, model: FAKE_MODEL, details: { family: "gemma3" } });
   });

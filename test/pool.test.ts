@@ -480,7 +480,8 @@ describe.runIf(nginxTestsEnabled)("pool failover", () => {
   });
 
   it("respects maxConcurrent: a full backend gets no more requests while another has the model", async () => {
-    pool = await startPool({}, { a: { models: ["gemma3:1b", "qwen3:8b"], loaded: ["gemma3:1b"], firstByteDelayMs: 300 }, b: { models: ["gemma3:1b"], firstByteDelayMs: 300 } });
+    // Answers slow enough that all six requests are in progress at once, even on a loaded machine.
+    pool = await startPool({}, { a: { models: ["gemma3:1b", "qwen3:8b"], loaded: ["gemma3:1b"], firstByteDelayMs: 1500 }, b: { models: ["gemma3:1b"], firstByteDelayMs: 1500 } });
     await pool.gateway.stop();
     // Same backends, a limit of 1 on the loaded one.
     const gateway = await startGateway({

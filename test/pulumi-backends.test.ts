@@ -8,7 +8,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
 import { validateSpec } from "../bundle/spec";
-import { parseStackConfig } from "../config/stackConfig";
+import { CONFIG_DEFAULTS, parseStackConfig } from "../config/stackConfig";
 import {
   configUploads,
   devStackConfig,
@@ -36,6 +36,8 @@ const devSpecWith = (upstreams: { name: string; url: string; maxConcurrent?: num
     tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
+    // The stacks' default metrics port (metricsPort), inside the container on every address.
+    metrics: { listen: { address: "0.0.0.0", port: CONFIG_DEFAULTS.metricsPort } },
   });
 
 const servers = (resources: RecordedResource[]) => resources.filter((r) => r.type === SERVER).map((r) => r.name);

@@ -266,3 +266,60 @@ describe("Pulumi.yaml", () => {
     }
   });
 });
+
+describe("governance keys (issue 16)", () => {
+  it("turns metrics on at 9145 by default and off with 0, and reads the request limits", () => {
+    const on = parseStackConfig(devStackConfig());
+    expect(on.ok && on.settings.metricsPort).toBe(9145);
+    const off = parseStackConfig({ ...devStackConfig(), metricsPort: "0", maxNumCtx: "8192", maxNumPredict: "1024", maxKeepAlive: "30m" });
+    expect(off).toMatchObject({ ok: true, settings: { limits: { maxNumCtx: 8192, maxNumPredict: 1024, maxKeepAliveSeconds: 1800 } } });
+    expect(off.ok && off.settings.metricsPort).toBeUndefined();
+    const none = parseStackConfig({ ...devStackConfig(), maxNumCtx: "0", maxKeepAlive: "" });
+    expect(none.ok && none.settings.limits).toEqual({});
+  });
+
+  it("reports every bad governance value at once, naming key, value and fix", () => {
+    expect(errorsOf({ metricsPort: "8080", maxKeepAlive: "-1", maxNumCtx: "-5", maxNumPredict: "many" })).toEqual([
+      '`ollama-gateway:maxNumPredict` is "many"; use a whole number such as 1.',
+      '`ollama-gateway:maxKeepAlive` is "-1"; use a duration such as `30m`, `2h` or `0` (seconds `s`, minutes `m`, hours `h`).',
+      "`ollama-gateway:metricsPort` is 8080, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.",
+      "`ollama-gateway:maxNumCtx` is -5; use a whole number from 1 to 16777216.",
+    ]);
+  });
+});
+
+describe("credentialPolicies (issue 16)", () => {
+  it("puts each credential's governance on its entry", () => {
+    const result = parseStackConfig({
+      ...devStackConfig(),
+      credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, alice: { limits: { maxNumCtx: 4096 } } }),
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      settings: {
+        apiKeys: [{ name: "app", scope: "inference", models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, { name: "ops", scope: "admin" }],
+        basicUsers: [{ name: "alice", scope: "inference", limits: { maxNumCtx: 4096 } }],
+      },
+    });
+  });
+
+  it("names the key, the field, the value and the fix for every problem", () => {
+    expect(errorsOf({ ...devStackConfig(), credentialPolicies: JSON.stringify({ app: { maxConcurrent: 0, models: ["no spaces"], extra: 1 }, nobody: {} }) })).toEqual([
+      '`ollama-gateway:credentialPolicies.app.models[0]` is "no spaces"; use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters).',
+      "`ollama-gateway:credentialPolicies.app.maxConcurrent` is 0; use a whole number from 1 to 100000.",
+      "`ollama-gateway:credentialPolicies.app` has unknown field(s) `extra`; remove them or check the spelling.",
+      "`ollama-gateway:credentialPolicies.nobody` names no entry of `apiKeys` or `basicUsers`; add `nobody:<scope>` there or remove it.",
+    ]);
+    expect(errorsOf({ credentialPolicies: "[1]" })).toEqual([
+      '`ollama-gateway:credentialPolicies` is "[1]"; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.',
+    ]);
+  });
+
+  it("refuses model lists with a pool of backends or on Kubernetes, which have no one backend to filter listings through", () => {
+    const policies = { apiKeys: JSON.stringify(["app:inference"]), credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"] } }) };
+    expect(errorsOf({ ...policies, ollamaUrls: JSON.stringify(["lab=http://10.0.0.5:11434"]) })).toEqual([
+      "`ollama-gateway:credentialPolicies.app.models` is set but the stack has a pool of Ollama backends; model lists need one fixed Ollama backend for now: remove `models` or use the single local Ollama.",
+    ]);
+    expect(parseStackConfig(policies).ok).toBe(true);
+  });
+});

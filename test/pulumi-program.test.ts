@@ -40,6 +40,8 @@ const DEV_PROXY_SPEC = {
   tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
   accessLog: "/dev/stdout",
   errorLog: "/dev/stderr",
+  // Metrics are on in the program (`metricsPort` 9145), published on the host's loopback only.
+  metrics: { listen: { address: "0.0.0.0", port: 9145 } },
 };
 
 const containers = () => resourcesOfType(TYPES.container);
@@ -146,6 +148,7 @@ describe("the dev stack", () => {
     expect(withPorts[0].inputs.ports).toEqual([
       { internal: 8080, external: 8080, ip: "127.0.0.1" },
       { internal: 8443, external: 8443, ip: "127.0.0.1" },
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     expect(withPorts[0].inputs.networksAdvanced.map((n: { name: string }) => n.name.replace(/-[a-z0-9]{7}$/, ""))).toEqual([
       "gateway-edge",
@@ -303,6 +306,8 @@ describe("stack variants", () => {
     expect(await valueOf(program.endpoint)).toBe("http://localhost:9000");
     expect(findResource(TYPES.container, "gateway-proxy-server").inputs.ports).toEqual([
       { internal: 9000, external: 9000, ip: "0.0.0.0" },
+      // Metrics stay on loopback whatever bindAddress is.
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     expect(findResource(TYPES.container, "gateway-ollama-server").inputs.gpus).toBe("all");
     expect(containers().map((c) => c.name).sort()).toEqual([
@@ -509,5 +514,21 @@ describe("the proxy image build", () => {
     ).toThrow(
       "`imageBuild`: no Dockerfile at /nonexistent/image/proxy/Dockerfile; point `imageBuild.context` at a copy of this package's image/proxy, or set `image` to an image built from it.",
     );
+  });
+});
+
+describe("governance in the program (issue 16)", () => {
+  it("renders each credential's governance into the proxy's config files, never its secret", async () => {
+    await evaluate({
+      ...devStackConfig(),
+      maxNumCtx: "8192",
+      credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"], maxConcurrent: 2, tokenBudget: { perMinute: 20000 } }, alice: { limits: { maxNumCtx: 4096 } } }),
+    });
+    const policy = configUploads()["lua/gateway/policy.lua"];
+    expect(policy).toContain("limits = { num_ctx = 8192 },");
+    expect(policy).toContain('["key:app"] = { budget = { minute = 20000 }, max_concurrent = 2, models = { exact = {  }, globs = { "^gemma3:.*$" } } },');
+    expect(policy).toContain('["user:alice"] = { limits = { num_ctx = 4096 } },');
+    expect(policy).not.toContain("ops");
+    expect(Object.values(configUploads()).join("\n")).not.toMatch(/\$2b\$10\$a{53}|0{64}/);
   });
 });

@@ -57,6 +57,7 @@ describe("the committed stack files", () => {
     expect(proxyPorts()).toEqual([
       { internal: 8080, external: 8080, ip: "0.0.0.0" },
       { internal: 8443, external: 8443, ip: "0.0.0.0" },
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     expect(commonConf()).toContain(["allow 10.0.0.0/8;", "allow 192.168.0.0/16;", "allow 127.0.0.1;", "deny all;"].join("\n"));
     const secrets = resources.filter((r) => r.type === TYPES.password).map((r) => r.name);
@@ -83,6 +84,7 @@ describe("the committed stack files", () => {
     expect(proxyPorts()).toEqual([
       { internal: 80, external: 80, ip: "0.0.0.0" },
       { internal: 443, external: 443, ip: "0.0.0.0" },
+      { internal: 9145, external: 9145, ip: "127.0.0.1" },
     ]);
     const ollama = findResource(TYPES.container, "gateway-ollama-server");
     expect(ollama.inputs.gpus).toBe("all");

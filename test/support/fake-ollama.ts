@@ -30,6 +30,11 @@ export interface FakeOllamaOptions {
   models?: string[];
   /** Models loaded in memory (`/api/ps`). Default none. */
   loaded?: string[];
+  /**
+   * Mark a model loaded (`/api/ps`) when an inference request uses it, as Ollama does. Default
+   * false: the pool suites pin `loaded` to control routing.
+   */
+  loadOnUse?: boolean;
 }
 
 export interface RecordedRequest {
@@ -78,6 +83,7 @@ const DEFAULT_OPTIONS: Omit<Resolved<FakeOllamaOptions>, "models"> & { models?: 
   chunkIntervalMs: 10,
   chunks: 5,
   loaded: [],
+  loadOnUse: false,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -478,6 +484,9 @@ function contentWords(fake: FakeOllamaServer): string[] {
 function inferenceRequest(ex: Exchange, body: JsonObject, kind: "generate" | "chat") {
   const model = stringField(body, "model");
   const promptText = kind === "generate" ? stringField(body, "prompt") : messagesText(body.messages);
+  // Ollama lists a loaded model under its own name, however the request spelled it.
+  const held = ex.fake.options.loadOnUse ? heldModels(ex.fake).find((name) => sameModel(name, model)) : undefined;
+  if (held !== undefined) ex.fake.loaded.add(held);
   return { model, promptTokens: estimateTokens(promptText), words: contentWords(ex.fake) };
 }
 
@@ -770,7 +779,7 @@ const HANDLERS: Record<string, Handler> = {
   ),
   "GET /api/experimental/model-recommendations": (ex) =>
     ex.json(200, { recommendations: [{ model: FAKE_MODEL, description: "Gemma 3 1B", size: "815MB" }] }),
-  "GET /api/ps": (ex) => ex.json(200, { models: ex.fake.options.loaded.map(psEntry) }),
+  "GET /api/ps": (ex) => ex.json(200, { models: [...new Set([...ex.fake.options.loaded, ...ex.fake.loaded])].map(psEntry) }),
   "POST /api/generate": generate,
   "POST /api/chat": chat,
   "POST /api/embed": embed,
@@ -815,6 +824,8 @@ class FakeOllamaServer implements FakeOllama {
   activeStreams = 0;
   abortedStreams = 0;
   options: typeof DEFAULT_OPTIONS;
+  /** Models inference requests have used, as Ollama keeps them loaded (`loadOnUse`; /api/ps). */
+  loaded = new Set<string>();
   private readonly server: http.Server;
 
   constructor(options: FakeOllamaOptions) {

@@ -13,6 +13,7 @@ local body = require "gateway.body"
 local pool = require "gateway.pool"
 local failed_auth = require "gateway.failed_auth"
 local scopes = require "gateway.scopes"
+local governance = require "gateway.governance"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -386,10 +387,15 @@ function _M.handle()
     return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features", nil, "model_not_allowed")
   end
 
-  local retry_after = ratelimit.take(record.rate_key or ((record.hash and "user:" or "key:") .. record.name), record.rate or config.rate)
+  local caller_key = record.rate_key or ((record.hash and "user:" or "key:") .. record.name)
+  local retry_after = ratelimit.take(caller_key, record.rate or config.rate)
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
+
+  -- Request limits and the caller's in-flight slot (gateway/governance.lua, issue 16).
+  governance.admit(caller_key, record, asked, class, raw_path)
+
   -- spec `upstreams`: the backend(s) for the request, or an answer from all of them.
   if pool.enabled then return pool.route(method, raw_path, asked and asked.model, record, headers) end
 end

@@ -173,7 +173,8 @@ function _M.inspect_json(body)
     if not field or not field[3] then return nil end
     return cjson.decode(sub(body, field[2], field[3]))
   end
-  local result = { model = "" }
+  -- `value` also serves the request limits (gateway/limits.lua).
+  local result = { model = "", value = value }
   for _, name in ipairs(MODEL_FIELDS) do
     local v = value(name)
     if type(v) == "string" then
@@ -238,7 +239,8 @@ function _M.inspect_multipart(data, content_type, args)
   return result
 end
 
--- For unit tests.
+-- The same scanners serve models.lua, which cuts Ollama's model lists down to a caller's models.
+_M.string_end = string_end
 _M._top_level = top_level
 _M._fold = fold
 

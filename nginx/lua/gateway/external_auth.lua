@@ -89,7 +89,8 @@ function _M.authenticate()
   if not scope then
     return errors.exit(403, "the external authentication service granted no gateway scope", nil, "insufficient_scope")
   end
-  return { name = name, scope = scope, rate_key = "ext:" .. exact }
+  -- `grants`: the header, for models granted per value (gateway/governance.lua).
+  return { name = name, scope = scope, rate_key = "ext:" .. exact, grants = scope_value }
 end
 
 return _M

@@ -50,16 +50,25 @@ end
 
 --- The highest gateway scope that `granted` (a space-separated string or an array of strings)
 --- maps to through `values` (claim value -> gateway scope), or nil.
+--- The values a scope claim or header grants: the words of a string (spaces or commas between
+--- them), or the strings of an array.
+function _M.granted_values(granted)
+  local values = {}
+  if type(granted) == "string" then
+    for word in granted:gmatch("[^%s,]+") do values[#values + 1] = word end
+  elseif json.is_array(granted) then
+    for _, v in ipairs(granted) do
+      if type(v) == "string" then values[#values + 1] = v end
+    end
+  end
+  return values
+end
+
 function _M.map_scope(granted, values)
   local best
-  local function consider(v)
-    local scope = type(v) == "string" and values[v]
+  for _, v in ipairs(_M.granted_values(granted)) do
+    local scope = values[v]
     if scope then best = scopes.higher(best, scope) end
-  end
-  if type(granted) == "string" then
-    for word in granted:gmatch("[^%s,]+") do consider(word) end
-  elseif json.is_array(granted) then
-    for _, v in ipairs(granted) do consider(v) end
   end
   return best
 end
@@ -169,8 +178,9 @@ function _M.authenticate(token)
   if not scope then
     return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
-  -- The bucket is the exact name: two callers whose names log alike never share one.
-  return { name = name, scope = scope, rate_key = "jwt:" .. exact }
+  -- The bucket is the exact name: two callers whose names log alike never share one. `grants`:
+  -- the claim, for models granted per value (gateway/governance.lua).
+  return { name = name, scope = scope, rate_key = "jwt:" .. exact, grants = claims[cfg.scope_claim] }
 end
 
 return _M

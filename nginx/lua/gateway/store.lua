@@ -169,6 +169,8 @@ local function set_status(store, status, count)
     end
   end
   _M[key] = status
+  -- Governance metrics (gateway/metrics.lua): load time, failures.
+  require("gateway.metrics").note_credential_file(store.file, status == "ok")
 end
 
 local function refresh(store)

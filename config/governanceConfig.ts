@@ -1,0 +1,68 @@
+/**
+ * The governance keys (docs/governance.md): per-credential policies (`credentialPolicies`, each
+ * checked with the spec's own schema), gateway-wide request limits and the metrics port.
+ * Problems go to `errors`; values arrive coerced and typed.
+ */
+import { type CredentialGovernance, credentialGovernanceSchema, type RequestLimits } from "../bundle/governance";
+import { formatIssues } from "../bundle/spec";
+import { parseJsonObject } from "./formats";
+import { CONFIG_DEFAULTS, PROJECT } from "./keys";
+import { key, show, withPeriod } from "./messages";
+import type { OllamaBackendsSettings } from "./settings";
+
+const KEEP_ALIVE_UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
+
+type Get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (typeof CONFIG_DEFAULTS)[K];
+
+/** `credentialPolicies`: name -> governance settings, each checked with the spec's own schema. */
+export function parseCredentialPolicies(raw: string | undefined, names: Set<string>, errors: string[]): Map<string, CredentialGovernance> {
+  const policies = new Map<string, CredentialGovernance>();
+  if (raw === undefined) return policies;
+  const value = parseJsonObject(raw);
+  if (value === undefined) {
+    errors.push(`${key("credentialPolicies")} is ${show(raw)}; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.`);
+    return policies;
+  }
+  for (const [name, entry] of Object.entries(value)) {
+    if (!names.has(name)) {
+      errors.push(`${key(`credentialPolicies.${name}`)} names no entry of \`apiKeys\` or \`basicUsers\`; add \`${name}:<scope>\` there or remove it.`);
+      continue;
+    }
+    const result = credentialGovernanceSchema.safeParse(entry, { reportInput: true });
+    if (result.success) policies.set(name, result.data);
+    else errors.push(...formatIssues(result.error.issues, `${PROJECT}:credentialPolicies.${name}`).map(withPeriod));
+  }
+  return policies;
+}
+
+/** Gateway-wide request limits (bundle/governance.ts): 0 and "" mean none. */
+export function requestLimits(coerced: Record<string, unknown>): RequestLimits {
+  const keepAlive = coerced.maxKeepAlive as string | undefined;
+  const keepAliveMatch = keepAlive === undefined ? null : /^([0-9]+)([smh])?$/.exec(keepAlive);
+  return {
+    ...(coerced.maxNumCtx !== undefined ? { maxNumCtx: coerced.maxNumCtx as number } : {}),
+    ...(coerced.maxNumPredict !== undefined ? { maxNumPredict: coerced.maxNumPredict as number } : {}),
+    ...(keepAliveMatch ? { maxKeepAliveSeconds: Number(keepAliveMatch[1]) * KEEP_ALIVE_UNIT_SECONDS[keepAliveMatch[2] ?? "s"] } : {}),
+  };
+}
+
+/** The metrics port: on by default (9145), `0` turns metrics off; never an API port. */
+export function metricsPort(raw: Readonly<Record<string, string | undefined>>, get: Get, errors: string[]): number | undefined {
+  const port = raw.metricsPort?.trim() === "0" ? undefined : get("metricsPort");
+  if (port !== undefined && (port === get("httpPort") || (get("tlsMode") !== "none" && port === get("httpsPort"))))
+    errors.push(`${key("metricsPort")} is ${port}, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.`);
+  return port;
+}
+
+/**
+ * Model lists filter Ollama's model listings through one fixed backend (bundle/spec.ts refuses
+ * them with a pool or a backend resolved while nginx runs): say so here, naming the config keys.
+ */
+export function checkModelListsBackends(governance: Map<string, CredentialGovernance>, backends: OllamaBackendsSettings, target: string, errors: string[]): void {
+  const withModels = [...governance].filter(([, policy]) => policy.models !== undefined).map(([name]) => name);
+  if (withModels.length === 0) return;
+  const several = backends.gpuDevices.length > 0 || backends.remoteHosts.length > 0 || backends.urls.length > 0 || !backends.local || Object.keys(backends.maxConcurrent).length > 0;
+  const why = target === "kubernetes" ? "`target` is `kubernetes` (Ollama pods found by DNS)" : several ? "the stack has a pool of Ollama backends" : undefined;
+  for (const name of why ? withModels : [])
+    errors.push(`${key(`credentialPolicies.${name}.models`)} is set but ${why}; model lists need one fixed Ollama backend for now: remove \`models\` or use the single local Ollama.`);
+}

@@ -1,0 +1,292 @@
+-- Prometheus metrics: counters and histograms in a shared dict (every worker adds to the same
+-- numbers), written in the log phase and served as the text exposition format on the metrics
+-- listener (spec `metrics`).
+--
+-- Labels never take an unbounded value from a request: `caller` is a credential's name from the
+-- store (JWT and external-auth callers count as "(jwt)" and "(external)"), `model` is set only
+-- for a model that was served (a 200 with token counts), `route_class`, `status`, `reason` and
+-- `limit` come from fixed sets. Callers and models are also capped (policy.series_cap): past
+-- the cap a new value counts as "(other)".
+local policy = require "gateway.policy"
+local concurrency = require "gateway.concurrency"
+local config = require "gateway.config"
+local ffi = require "ffi"
+
+local ngx = ngx
+local dict = ngx.shared.gw_metrics
+local concat, sort = table.concat, table.sort
+local find, sub, format = string.find, string.sub, string.format
+local tonumber, tostring = tonumber, tostring
+
+local _M = {}
+
+local FAMILIES = {
+  ollama_gateway_requests_total = { "counter", "Requests answered, by caller, route class and status." },
+  ollama_gateway_tokens_total = { "counter", "Tokens Ollama reported, by caller, model and kind (prompt or completion)." },
+  ollama_gateway_request_duration_seconds = { "histogram", "Time from the request's first byte to the response's last, by route class." },
+  ollama_gateway_time_to_first_byte_seconds = { "histogram", "Time from the request's first byte to the response's first, by route class." },
+  ollama_gateway_in_flight_requests = { "gauge", "Requests in progress, by caller." },
+  ollama_gateway_auth_failures_total = { "counter", "Requests refused for their credentials, by reason." },
+  ollama_gateway_rate_limited_total = { "counter", "Requests refused with 429, by caller and limit." },
+  ollama_gateway_credential_file_loaded_timestamp_seconds = { "gauge", "When a worker last loaded the credential file (unix seconds)." },
+  ollama_gateway_credential_file_age_seconds = { "gauge", "Seconds since a worker last loaded the credential file." },
+  ollama_gateway_credential_file_ok = { "gauge", "1 when the last read of the credential file succeeded, 0 when it failed (its credentials are refused)." },
+  ollama_gateway_credential_file_errors_total = { "counter", "Failed reads of the credential file, summed over workers." },
+  ollama_gateway_tls_certificate_expiry_timestamp_seconds = { "gauge", "When the server certificate in credentials/tls.pem expires (unix seconds)." },
+}
+
+-- libcrypto, which nginx is linked with: the certificate's notAfter, read at scrape time.
+for _, declaration in ipairs({
+  "typedef struct bio_st BIO;", "typedef struct x509_st X509;", "typedef struct asn1_string_st ASN1_TIME;",
+  "BIO *BIO_new_mem_buf(const void *buf, int len);", "int BIO_free(BIO *a);",
+  "X509 *PEM_read_bio_X509(BIO *bp, X509 **x, void *cb, void *u);", "void X509_free(X509 *a);",
+  "const ASN1_TIME *X509_get0_notAfter(const X509 *x);",
+  "int ASN1_TIME_diff(int *pday, int *psec, const ASN1_TIME *from, const ASN1_TIME *to);",
+}) do
+  pcall(ffi.cdef, declaration)
+end
+
+-- Unix time at which the first certificate in credentials/tls.pem expires; nil without TLS.
+local function certificate_expiry()
+  if not config.plain_http then return nil end
+  local f = io.open(ngx.config.prefix() .. "credentials/tls.pem", "rb")
+  if not f then return nil end
+  local pem = (f:read("*a") or ""):match("%-%-%-%-%-BEGIN CERTIFICATE%-%-%-%-%-.-%-%-%-%-%-END CERTIFICATE%-%-%-%-%-")
+  f:close()
+  if not pem then return nil end
+  local ok, expiry = pcall(function()
+    local C = ffi.C
+    local bio = C.BIO_new_mem_buf(pem, #pem)
+    local cert = C.PEM_read_bio_X509(bio, nil, nil, nil)
+    C.BIO_free(bio)
+    if cert == nil then return nil end
+    local days, secs = ffi.new("int[1]"), ffi.new("int[1]")
+    local diffed = C.ASN1_TIME_diff(days, secs, nil, C.X509_get0_notAfter(cert))
+    C.X509_free(cert)
+    if diffed ~= 1 then return nil end
+    return ngx.time() + days[0] * 86400 + secs[0]
+  end)
+  return ok and expiry or nil
+end
+
+local BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600 }
+
+-- Fixed sets: a value outside them is never a label.
+local AUTH_REASONS = {
+  none = "missing", malformed = "malformed", bearer = "api_key", ["x-api-key"] = "api_key",
+  basic = "basic", jwt = "jwt", external = "external",
+}
+local ROUTE_CLASSES = { read = true, inference = true, admin = true, blocked = true }
+
+-- Each worker adds up in a Lua table and moves the sums to the shared dict once a second (and
+-- when it exits): a table update costs a tenth of a dict operation, which takes a lock. A scrape
+-- therefore lags by up to a second.
+local FLUSH_SECONDS = 1
+local pending = {}
+local flusher
+
+local function flush()
+  local batch = pending
+  pending = {}
+  for key, by in pairs(batch) do dict:incr(key, by, 0) end
+end
+
+local function add(key, by)
+  pending[key] = (pending[key] or 0) + by
+  if not flusher then
+    flusher = ngx.timer.every(FLUSH_SECONDS, flush)
+  end
+end
+
+local function counter(name, labels, by)
+  add("c\t" .. name .. "\t" .. labels, by or 1)
+end
+
+local function observe(name, labels, value)
+  local i = 1
+  while i <= #BUCKETS and value > BUCKETS[i] do i = i + 1 end
+  local key = name .. "\t" .. labels
+  add("h\t" .. key .. "\t" .. i, 1)
+  add("s\t" .. key, value)
+end
+
+-- Values this worker already saw admitted (at most the caps' worth): no dict lookup for them.
+local admitted = { caller = {}, model = {} }
+
+-- `value` as a label, or "(other)" once `cap` values of this kind have been seen.
+local function bounded(kind, value, cap)
+  if admitted[kind][value] then return value end
+  local key = "l\t" .. kind .. "\t" .. value
+  if dict:get(key) then
+    admitted[kind][value] = true
+    return value
+  end
+  local count = dict:incr("n\t" .. kind, 1, 0)
+  if count and count <= cap and dict:safe_add(key, 1) then return value end
+  if count then dict:incr("n\t" .. kind, -1) end
+  return dict:get(key) and value or "(other)"
+end
+
+--- The caller label for a request, from $gw_caller and $gw_auth.
+local function caller_of(var)
+  local auth = var.gw_auth
+  if auth == "jwt" then return "(jwt)" end
+  if auth == "external" then return "(external)" end
+  local caller = var.gw_caller
+  if not caller or caller == "" then return "(none)" end
+  return caller
+end
+
+local function route_class(var)
+  local path = var.gw_path
+  if not path or path == "" then return "none" end
+  local class = require("gateway.access")._classify(var.request_method, path)
+  return ROUTE_CLASSES[class] and class or "none"
+end
+
+--- Log phase: counts one request. `gw` is what governance.lua's admit left in ngx.ctx (nil for
+--- a request refused before it, or after an internal redirect), `usage` what usage.lua read.
+function _M.observe(gw, usage)
+  local var = ngx.var
+  local status = ngx.status
+  -- A forwarded request's facts come from ngx.ctx; the rest (refusals, error pages) from variables.
+  local caller, class
+  if gw then
+    caller, class = gw.caller, gw.class
+  else
+    caller, class = caller_of(var), route_class(var)
+  end
+  if caller ~= "(none)" then caller = bounded("caller", caller, policy.series_cap.callers) end
+  local class_label = 'route_class="' .. class .. '"'
+  counter("ollama_gateway_requests_total", 'caller="' .. caller .. '",' .. class_label .. ',status="' .. status .. '"')
+  observe("ollama_gateway_request_duration_seconds", class_label, ngx.now() - ngx.req.start_time())
+  if usage then
+    observe("ollama_gateway_time_to_first_byte_seconds", class_label, usage.ttft / 1000)
+    if usage.prompt and gw and status == 200 then
+      local model = bounded("model", gw.model ~= "" and gw.model or "(none)", policy.series_cap.models)
+      local labels = 'caller="' .. caller .. '",model="' .. model .. '",kind='
+      counter("ollama_gateway_tokens_total", labels .. '"prompt"', usage.prompt)
+      counter("ollama_gateway_tokens_total", labels .. '"completion"', usage.completion)
+    end
+  end
+
+  if status == 401 then
+    counter("ollama_gateway_auth_failures_total", 'reason="' .. (AUTH_REASONS[var.gw_auth] or "unsupported_scheme") .. '"')
+  elseif status == 429 then
+    local limited = var.gw_limited
+    if caller ~= "(none)" then
+      counter("ollama_gateway_rate_limited_total", 'caller="' .. caller .. '",limit="' .. ((limited and limited ~= "") and limited or "rate") .. '"')
+    elseif var.gw_auth and var.gw_auth ~= "" then
+      -- Refused before any credential was accepted: too many failed logins from the address.
+      counter("ollama_gateway_auth_failures_total", 'reason="locked_out"')
+    else
+      counter("ollama_gateway_rate_limited_total", 'caller="(none)",limit="connections_per_address"')
+    end
+  end
+end
+
+--- Credential store hook (store.lua): a file was loaded, or failed to load.
+function _M.note_credential_file(file, ok)
+  if not policy.metrics then return end
+  local labels = 'file="' .. file .. '"'
+  dict:set("g\tollama_gateway_credential_file_ok\t" .. labels, ok and 1 or 0)
+  if ok then
+    dict:set("g\tollama_gateway_credential_file_loaded_timestamp_seconds\t" .. labels, ngx.time())
+  else
+    counter("ollama_gateway_credential_file_errors_total", labels)
+  end
+end
+
+local function number(value)
+  if value == math.floor(value) and value < 1e15 and value > -1e15 then return format("%d", value) end
+  return format("%.15g", value)
+end
+
+-- One line per series, grouped by family, sorted, in the text exposition format.
+local function exposition()
+  local now = ngx.time()
+  local families = {}
+  local function add(name, line)
+    local list = families[name]
+    if not list then
+      list = {}
+      families[name] = list
+    end
+    list[#list + 1] = line
+  end
+  local histograms = {}
+  for _, key in ipairs(dict:get_keys(0)) do
+    local kind = sub(key, 1, 1)
+    if kind == "c" or kind == "g" or kind == "h" or kind == "s" then
+      local _, name_end = find(key, "\t", 3, true)
+      local name = sub(key, 3, name_end - 1)
+      local rest = sub(key, name_end + 1)
+      local value = dict:get(key)
+      if value then
+        if kind == "c" or kind == "g" then
+          add(name, name .. "{" .. rest .. "} " .. number(value))
+          if name == "ollama_gateway_credential_file_loaded_timestamp_seconds" then
+            add("ollama_gateway_credential_file_age_seconds", "ollama_gateway_credential_file_age_seconds{" .. rest .. "} " .. number(now - value))
+          end
+        else
+          local labels, bucket = rest, nil
+          if kind == "h" then
+            local tab = find(rest, "\t[0-9]+$")
+            labels, bucket = sub(rest, 1, tab - 1), tonumber(sub(rest, tab + 1))
+          end
+          local byname = histograms[name] or {}
+          histograms[name] = byname
+          local series = byname[labels] or { counts = {}, sum = 0 }
+          byname[labels] = series
+          if bucket then series.counts[bucket] = value else series.sum = value end
+        end
+      end
+    end
+  end
+  for name, byname in pairs(histograms) do
+    for labels, series in pairs(byname) do
+      local cumulative = 0
+      for i = 1, #BUCKETS + 1 do
+        cumulative = cumulative + (series.counts[i] or 0)
+        local le = BUCKETS[i] and tostring(BUCKETS[i]) or "+Inf"
+        add(name, format('%s_bucket{%s,le="%s"} %s', name, labels, le, number(cumulative)))
+      end
+      add(name, format("%s_sum{%s} %s", name, labels, number(series.sum)))
+      add(name, format("%s_count{%s} %s", name, labels, number(cumulative)))
+    end
+  end
+  local expiry = certificate_expiry()
+  if expiry then
+    add("ollama_gateway_tls_certificate_expiry_timestamp_seconds", "ollama_gateway_tls_certificate_expiry_timestamp_seconds " .. number(expiry))
+  end
+  for caller, count in pairs(concurrency.snapshot()) do
+    add("ollama_gateway_in_flight_requests", format('ollama_gateway_in_flight_requests{caller="%s"} %s', caller, number(count)))
+  end
+  local names = {}
+  for name in pairs(FAMILIES) do names[#names + 1] = name end
+  sort(names)
+  local out = {}
+  for _, name in ipairs(names) do
+    local lines = families[name]
+    if lines then
+      -- A histogram's lines stay in bucket order; the other families are sorted.
+      if FAMILIES[name][1] ~= "histogram" then sort(lines) end
+      out[#out + 1] = "# HELP " .. name .. " " .. FAMILIES[name][2]
+      out[#out + 1] = "# TYPE " .. name .. " " .. FAMILIES[name][1]
+      for _, line in ipairs(lines) do out[#out + 1] = line end
+    end
+  end
+  out[#out + 1] = ""
+  return concat(out, "\n")
+end
+
+--- content_by_lua of GET /metrics on the metrics listener.
+function _M.serve()
+  ngx.header["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(exposition())
+end
+
+_M._exposition = exposition
+
+return _M

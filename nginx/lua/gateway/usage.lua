@@ -1,0 +1,109 @@
+-- Token accounting as the response passes (body_filter_by_lua): every chunk goes on to the
+-- client unchanged and at once; only references to the last line, and a 40-byte tail, are kept.
+-- Leaves ngx.ctx.usage = { ttft (ms since the request arrived), prompt, completion }; the log
+-- phase (governance.lua) puts them in the access log and the metrics.
+--
+-- Where the numbers come from (docs/governance.md):
+-- - /api/generate and /api/chat: the last line (NDJSON stream) or the whole body (stream:false),
+--   decoded as JSON: its top-level `prompt_eval_count` and `eval_count` when `done` is true.
+--   Decoding matters: a tool call's arguments are an object the model writes, and in a
+--   GenerateResponse they come after the counts, so a text search could be fooled.
+-- - other routes (/api/embed, /v1/*): the last `prompt_tokens`/`input_tokens`/`prompt_eval_count`
+--   and `completion_tokens`/`output_tokens`/`eval_count` field in the body. In these bodies usage
+--   comes last and nothing the model writes is an unescaped object, so the last one is Ollama's.
+-- - an OpenAI-compatible stream without `stream_options.include_usage` carries no usage: null.
+local cjson = require "cjson.safe"
+
+local ngx = ngx
+local byte, find, sub = string.byte, string.find, string.sub
+local concat, floor, tonumber = table.concat, math.floor, tonumber
+local re_gmatch = ngx.re.gmatch
+
+local _M = {}
+
+-- The final line of a native response is kept up to this size (a GenerateResponse's `context`
+-- grows with the conversation); past it the counts are unknown.
+local MAX_FINAL_LINE = 8 * 1024 * 1024
+local TAIL = 40
+local FIELDS = [["(prompt_tokens|input_tokens|prompt_eval_count|completion_tokens|output_tokens|eval_count)":[ ]*([0-9]+)(?=[^0-9])]]
+local PROMPT_FIELD = { prompt_tokens = true, input_tokens = true, prompt_eval_count = true }
+
+local function scan(u, text)
+  if not (find(text, '_tokens"', 1, true) or find(text, '_count"', 1, true)) then return end
+  for m in re_gmatch(text, FIELDS, "jo") do
+    if PROMPT_FIELD[m[1]] then u.prompt = tonumber(m[2]) else u.completion = tonumber(m[2]) end
+  end
+end
+
+-- The counts in the last line of `text`, when it is Ollama's final (done) response.
+local function final_line_counts(u, text)
+  local last_end = #text
+  while last_end > 0 and (byte(text, last_end) == 10 or byte(text, last_end) == 13) do last_end = last_end - 1 end
+  local line_start, from = 1, 1
+  while true do
+    local nl = find(text, "\n", from, true)
+    if not nl or nl >= last_end then break end
+    line_start, from = nl + 1, nl + 1
+  end
+  local final = cjson.decode(sub(text, line_start, last_end))
+  if type(final) == "table" and final.done == true then
+    u.prompt = tonumber(final.prompt_eval_count) or 0
+    u.completion = tonumber(final.eval_count) or 0
+  end
+end
+
+function _M.body_filter()
+  local ctx = ngx.ctx
+  local u = ctx.usage
+  local chunk = ngx.arg[1]
+  if not u then
+    if chunk == "" and not ngx.arg[2] then return end
+    -- governance.lua's admit left ctx.gw for forwarded requests; refusals have none.
+    local gw = ctx.gw
+    u = { mode = "none", chunks = 0, ttft = floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5) }
+    ctx.usage = u
+    if gw and gw.class == "inference" and ngx.status == 200 then
+      u.mode = gw.final and "final" or "scan"
+    end
+  end
+  local mode = u.mode
+  if mode == "none" then return end
+
+  if chunk ~= "" then
+    u.chunks = u.chunks + 1
+    if mode == "final" then
+      if byte(chunk, -1) == 10 then
+        -- Complete lines: keep a reference to the newest (no copy), plus any split line before it.
+        if u.pieces then
+          u.pieces[#u.pieces + 1] = chunk
+          u.last, u.pieces, u.size = concat(u.pieces), nil, 0
+        else
+          u.last = chunk
+        end
+      else
+        local pieces = u.pieces or {}
+        u.pieces, u.size = pieces, (u.size or 0) + #chunk
+        if u.size > MAX_FINAL_LINE then
+          u.mode = "none"
+          return
+        end
+        pieces[#pieces + 1] = chunk
+      end
+    else
+      if u.tail then scan(u, u.tail .. sub(chunk, 1, TAIL)) end
+      scan(u, chunk)
+      u.tail = #chunk >= TAIL and sub(chunk, -TAIL) or sub((u.tail or "") .. chunk, -TAIL)
+    end
+  end
+
+  if ngx.arg[2] and mode == "final" then
+    local text = u.pieces and concat(u.pieces) or u.last
+    if text then final_line_counts(u, text) end
+  end
+end
+
+-- For unit tests.
+_M._final_line_counts = final_line_counts
+_M._scan = scan
+
+return _M
