@@ -400,8 +400,4 @@ function _M.handle()
   if pool.enabled then return pool.route(method, raw_path, asked and asked.model, record, headers) end
 end
 
--- For unit tests of the pure parts.
-_M._check_path = check_path
-_M._classify = classify
-
 return _M

@@ -241,7 +241,6 @@ end
 
 -- The same scanners serve models.lua, which cuts Ollama's model lists down to a caller's models.
 _M.string_end = string_end
-_M._top_level = top_level
-_M._fold = fold
+_M.top_level = top_level
 
 return _M

@@ -287,6 +287,4 @@ function _M.serve()
   ngx.print(exposition())
 end
 
-_M._exposition = exposition
-
 return _M

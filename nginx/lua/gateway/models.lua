@@ -94,7 +94,7 @@ end
 --- what is kept unchanged; nil when the answer is not the expected shape.
 function _M.filter_list(models, path, text)
   local list = LISTS[path]
-  local fields = body._top_level(text)
+  local fields = body.top_level(text)
   if not fields then return nil end
   for _, field in ipairs(fields) do
     if field[1] == list.array and field[2] and field[3] then

@@ -229,7 +229,5 @@ function _M.start()
 end
 
 _M.file_signature = file_signature
-_M._parse_api_keys = parse_api_keys
-_M._parse_htpasswd = parse_htpasswd
 
 return _M

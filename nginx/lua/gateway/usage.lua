@@ -102,8 +102,4 @@ function _M.body_filter()
   end
 end
 
--- For unit tests.
-_M._final_line_counts = final_line_counts
-_M._scan = scan
-
 return _M
