@@ -400,4 +400,7 @@ function _M.handle()
   if pool.enabled then return pool.route(method, raw_path, asked and asked.model, record, headers) end
 end
 
+-- The route class of a method and raw path; metrics.lua labels requests with it.
+_M.classify = classify
+
 return _M

@@ -140,7 +140,7 @@ end
 local function route_class(var)
   local path = var.gw_path
   if not path or path == "" then return "none" end
-  local class = require("gateway.access")._classify(var.request_method, path)
+  local class = require("gateway.access").classify(var.request_method, path)
   return ROUTE_CLASSES[class] and class or "none"
 end
 
