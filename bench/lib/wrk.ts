@@ -1,5 +1,7 @@
 /** Runs wrk (Debian's wrk 4.1) and parses its `--latency` output. */
 import { spawn } from "node:child_process";
+import path from "node:path";
+import { ROOT } from "./procs";
 
 export interface WrkResult {
   requestsPerSecond: number;
@@ -74,7 +76,9 @@ export function wrkArgs(options: WrkOptions): string[] {
 
 /** The wrk command line as a shell would show it, with header values elided (they hold keys). */
 export function describeWrk(options: WrkOptions): string {
-  return ["wrk", ...wrkArgs({ ...options, headers: Object.fromEntries(Object.keys(options.headers ?? {}).map((k) => [k, "…"])) })]
+  // Scripts are named relative to the repository, so a report carries no path of this machine.
+  const script = options.script !== undefined ? path.relative(ROOT, options.script) : undefined;
+  return ["wrk", ...wrkArgs({ ...options, ...(script !== undefined ? { script } : {}), headers: Object.fromEntries(Object.keys(options.headers ?? {}).map((k) => [k, "…"])) })]
     .map((a) => (/[\s"]/.test(a) ? JSON.stringify(a) : a))
     .join(" ");
 }
