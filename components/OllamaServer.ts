@@ -36,8 +36,6 @@ export interface OllamaServerArgs {
   maxLoadedModels?: number;
   /** `OLLAMA_MAX_QUEUE`: queued requests before Ollama answers 503. Default: Ollama's own (512). */
   maxQueue?: number;
-  /** `OLLAMA_ORIGINS`. Default unset: browsers talk to the proxy, which handles CORS. */
-  origins?: string[];
   /** Allow Ollama's cloud models and ollama.com account features. Default `false`. */
   cloud?: boolean;
 }
@@ -74,7 +72,6 @@ export class OllamaServer extends pulumi.ComponentResource {
       ...(a.numParallel !== undefined ? [`OLLAMA_NUM_PARALLEL=${a.numParallel}`] : []),
       ...(a.maxLoadedModels !== undefined ? [`OLLAMA_MAX_LOADED_MODELS=${a.maxLoadedModels}`] : []),
       ...(a.maxQueue !== undefined ? [`OLLAMA_MAX_QUEUE=${a.maxQueue}`] : []),
-      ...(a.origins && a.origins.length > 0 ? [`OLLAMA_ORIGINS=${a.origins.join(",")}`] : []),
       // Cloud models and account features act with the server's ollama.com identity, not the
       // caller's. Releases that honour OLLAMA_NO_CLOUD turn them off here; the proxy blocks
       // their routes for everyone either way (bundle/routes.ts).

@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { basic, bearer, rawRequest, request } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const KEY = "traffic-key-00000000000000000000000";
 const OTHER_KEY = "other-key-000000000000000000000000";
@@ -133,7 +133,8 @@ describe.runIf(nginxTestsEnabled)("traffic through the real nginx", () => {
     });
 
     it("answers 502 JSON at once when Ollama is down", async () => {
-      const down = await startGateway({ upstreamUrl: `http://127.0.0.1:${await freePort()}`, spec: { apiKeys: [{ name: "k", key: KEY, scope: "read" }] } });
+      // Port 1 on loopback: nothing listens there (a port from freePort() could be taken meanwhile).
+      const down = await startGateway({ upstreamUrl: "http://127.0.0.1:1", spec: { apiKeys: [{ name: "k", key: KEY, scope: "read" }] } });
       try {
         const started = Date.now();
         const response = await request(`${down.url}/api/tags`, { headers: bearer(KEY) });
