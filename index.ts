@@ -99,6 +99,7 @@ const gateway = k
         // Required with target kubernetes (stackConfig.ts refuses the stack without it).
         proxyImage: s.proxyImage!,
         proxyReplicas: k.proxyReplicas,
+        ...(s.metricsPort !== undefined ? { metricsPort: s.metricsPort } : {}),
         serviceType: k.serviceType,
         ...(k.ingress ? { ingress: k.ingress } : {}),
       },

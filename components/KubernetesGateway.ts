@@ -71,6 +71,12 @@ export interface KubernetesGatewayArgs extends GatewayCommonArgs {
   proxyImage: string;
   /** Proxy pods. Default 2. */
   proxyReplicas?: number;
+  /**
+   * Prometheus metrics (docs/governance.md) on this port of each proxy pod, announced by the
+   * `prometheus.io/*` pod annotations. Not a port of the proxy's Service, so never reachable
+   * through it or the Ingress; each pod counts its own requests (sum them in PromQL). Default: off.
+   */
+  metricsPort?: number;
   /** Default: requests 100m CPU and 64Mi, limits 1 CPU and 256Mi. */
   proxyResources?: ContainerResources;
   /** The proxy Service's type. Default `ClusterIP`. */
@@ -308,7 +314,7 @@ export class KubernetesGateway extends GatewayComponent {
         network: { allow: [], deny: [], trustedProxies: [], ...a.network },
         callerPolicies: callerPolicies(a),
       },
-      { http: a.httpPort, https: httpsPort },
+      { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
       { upstream: `http://${this.ollamaServiceName}:${OLLAMA_PORT}`, resolver: { address: a.dnsServer, validSeconds: 5 } },
     );
     const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(spec, "debian")).filter(([file]) => !file.endsWith("/.keep")));
@@ -347,7 +353,15 @@ export class KubernetesGateway extends GatewayComponent {
           selector: { matchLabels: proxyLabels },
           strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
           template: {
-            metadata: { labels: proxyLabels, annotations: { [CONFIG_CHECKSUM_ANNOTATION]: configDigest(configFiles) } },
+            metadata: {
+              labels: proxyLabels,
+              annotations: {
+                [CONFIG_CHECKSUM_ANNOTATION]: configDigest(configFiles),
+                ...(a.metricsPort !== undefined
+                  ? { "prometheus.io/scrape": "true", "prometheus.io/port": String(a.metricsPort), "prometheus.io/path": "/metrics" }
+                  : {}),
+              },
+            },
             spec: {
               automountServiceAccountToken: false,
               // fsGroup: the Secret's files (mode 0440) are readable by nginx's group and no one else.
@@ -359,7 +373,7 @@ export class KubernetesGateway extends GatewayComponent {
                   name: "proxy",
                   image: a.proxyImage,
                   command: ["nginx", "-p", PROXY_PREFIX, "-c", "conf/nginx.conf", "-e", "/dev/stderr", "-g", "daemon off;"],
-                  ports,
+                  ports: [...ports, ...(a.metricsPort !== undefined ? [{ name: "metrics", containerPort: a.metricsPort, protocol: "TCP" }] : [])],
                   resources: a.proxyResources,
                   // From inside the pod (127.0.0.1, which `network.allow` always admits): ready only
                   // while Ollama answers and the credentials load; alive while nginx answers at all,

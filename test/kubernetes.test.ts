@@ -205,6 +205,15 @@ describe("the Kubernetes target on Pulumi.k8s.yaml", () => {
     ({ program, resources } = await evaluateProgram(k8sStack()));
   });
 
+  it("serves Prometheus metrics on each proxy pod (metricsPort, default 9145), announced by annotations and never through the Service", () => {
+    const pod = manifest(TYPES.deployment, "gateway-proxy").spec.template;
+    expect(pod.spec.containers[0].ports).toContainEqual({ name: "metrics", containerPort: 9145, protocol: "TCP" });
+    expect(pod.metadata.annotations).toMatchObject({ "prometheus.io/scrape": "true", "prometheus.io/port": "9145", "prometheus.io/path": "/metrics" });
+    expect(manifest(TYPES.service, "gateway-proxy-service").spec.ports.map((p: any) => p.name)).toEqual(["http"]);
+    const configMap = manifest(TYPES.configMap, "gateway-proxy-config");
+    expect(configMap.data[configMapKey("conf/nginx.conf")]).toContain("listen 0.0.0.0:9145;");
+  });
+
   it("exposes the proxy through its Service and the Ingress (class, host, TLS Secret)", async () => {
     const service = manifest(TYPES.service, "gateway-proxy-service").spec;
     expect(service.type).toBe("ClusterIP");
