@@ -217,10 +217,34 @@ local function on_down_backends(key)
   return names[1] and concat(names, ", ") or nil
 end
 
--- Sends the request to `order` (names, tried in turn by the balancer).
-local function send_to(order, caller_key)
+-- Counts the request against the first backend of `order` that still has a slot, dropping the
+-- full ones before it; nil when none has. candidates() read the counts a moment ago, but another
+-- worker may have taken the last slot since: the count itself decides (shared-dict incr is atomic).
+local function claim(order)
+  while order[1] do
+    local b = by_name[order[1]]
+    local n = dict:incr("busy:" .. b.name, 1, 0)
+    if not b.max_concurrent or n <= b.max_concurrent then
+      ngx.var.gw_pool_busy = b.name
+      return order
+    end
+    dict:incr("busy:" .. b.name, -1, 1)
+    table.remove(order, 1)
+  end
+  return nil
+end
+
+-- Every backend that has the model is at its maxConcurrent: Ollama's own queue-full answer.
+local function all_full(key, model)
+  return errors.exit(503, "server busy, please try again: every backend " ..
+    (key and "with model '" .. model .. "' " or "") .. "is at its maxConcurrent")
+end
+
+-- Sends the request to `order` (names, tried in turn by the balancer); `claimed`: its first
+-- backend counts the request already.
+local function send_to(order, caller_key, claimed)
   ngx.ctx.pool = { order = order, try = 1 }
-  _M.move(nil, order[1])
+  if not claimed then _M.move(nil, order[1]) end
   ngx.var.gw_backend_host = by_name[order[1]].host_header
   if caller_key then dict:set(caller_key, order[1], AFFINITY_TTL) end
 end
@@ -251,8 +275,7 @@ function _M.route(method, path, model, record, headers)
   local list, full = _M.candidates(key, caller_key and dict:get(caller_key))
   if #list == 0 then
     if full then
-      return errors.exit(503, "server busy, please try again: every backend " ..
-        (key and "with model '" .. model .. "' " or "") .. "is at its maxConcurrent")
+      return all_full(key, model)
     end
     if not any_up() then return errors.exit(503, "no Ollama backend is healthy") end
     local down = key and on_down_backends(key)
@@ -264,7 +287,10 @@ function _M.route(method, path, model, record, headers)
   end
   local order = {}
   for i, c in ipairs(list) do order[i] = c.b.name end
-  return send_to(order, caller_key)
+  if not claim(order) then
+    return all_full(key, model)
+  end
+  return send_to(order, caller_key, true)
 end
 
 --- Log phase: the request no longer counts against its backend, and a failed last attempt
