@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
 import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
 import { basic, bearer, request } from "./support/http";
+import { runLoad } from "./support/load";
 import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
 
 const STEADY_KEY = "steady-key-00000000000000000000000";
@@ -24,27 +25,10 @@ const baseSpec = (apiKeys: { name: string; key: string }[]): GatewaySpecInput =>
 
 /** Sends requests from `concurrency` loops until stopped; counts anything but 200. */
 function steadyLoad(url: string, headers: Record<string, string>, concurrency = 8) {
-  let running = true;
-  const stats = { ok: 0, failed: [] as string[] };
-  const loops = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      try {
-        const response = await request(`${url}/api/version`, { headers });
-        if (response.status === 200) stats.ok++;
-        else stats.failed.push(`${response.status} ${response.body}`);
-      } catch (error) {
-        stats.failed.push(String(error));
-      }
-    }
+  return runLoad(concurrency, async () => {
+    const response = await request(`${url}/api/version`, { headers });
+    if (response.status !== 200) throw new Error(`${response.status} ${response.body}`);
   });
-  return {
-    stats,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      return stats;
-    },
-  };
 }
 
 describe.runIf(nginxTestsEnabled)("live credential updates", () => {
