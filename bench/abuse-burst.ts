@@ -13,9 +13,9 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { basicBurst, type BurstResult } from "../test/support/burst";
-import { startFakeOllama } from "../test/support/fake-ollama";
-import { startGateway } from "../test/support/nginx";
+import { basicBurst, type BurstResult } from "../harness/burst";
+import { startFakeOllama } from "../harness/fake-ollama";
+import { startGateway } from "../harness/nginx";
 
 const RESULTS = path.join(__dirname, "results");
 const ROUNDS = [

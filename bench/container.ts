@@ -15,8 +15,8 @@ import { PROXY_IMAGE_TAG, PROXY_USER } from "../components/AuthProxy";
 import { renderBundle } from "../bundle/render";
 import { validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
-import { buildImage, buildStandInOllama, startDockerEngine, STANDIN_OLLAMA_IMAGE } from "../test/support/docker-engine";
-import { freePort } from "../test/support/ports";
+import { buildImage, buildStandInOllama, startDockerEngine, STANDIN_OLLAMA_IMAGE } from "../harness/docker-engine";
+import { freePort } from "../harness/ports";
 
 const ROOT = path.join(__dirname, "..");
 const RUNS = 7;

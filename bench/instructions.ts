@@ -564,7 +564,7 @@ async function main(): Promise<void> {
     `Machine: ${info.nproc} CPUs (\`nproc\`), ${info.cpuModel}, Linux ${info.kernel}; ${info.nginx}, ${info.luaModule}, ${info.luajit}; ${info.valgrind}; Node ${info.node}.`,
     "",
     `Each nginx runs as one process (\`-g "daemon off; master_process off;"\`) under \`valgrind --tool=callgrind\`; the stand-in`,
-    `Ollama (\`test/support/fake-ollama.ts\`) runs natively. A Node client sends \`GET ${REQUEST_PATH}\` sequentially on one`,
+    `Ollama (\`harness/fake-ollama.ts\`) runs natively. A Node client sends \`GET ${REQUEST_PATH}\` sequentially on one`,
     `keep-alive connection: ${WARMUP} warm-up requests, then \`callgrind_control --dump\` (which also zeroes the counters), then two`,
     `segments of ${fmt(N)} requests, each ended by \`callgrind_control --dump\`. "instructions / request" is the mean of the two`,
     "segments' totals divided by the number of requests (user-space instructions of the nginx process only: startup, the",

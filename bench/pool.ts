@@ -14,7 +14,7 @@
  */
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { type RunningGateway, startGateway } from "../test/support/nginx";
+import { type RunningGateway, startGateway } from "../harness/nginx";
 import { childPids, type Running, startFakeOllamaProcess } from "./lib/procs";
 import { describeWrk, runWrk, type WrkOptions } from "./lib/wrk";
 
@@ -184,7 +184,7 @@ async function main() {
     "",
     `Measured ${started.toISOString().slice(0, 16).replace("T", " ")} UTC with \`npm run bench:pool${QUICK ? " -- --quick" : ""}\` (bench/pool.ts) on the project's`,
     "2-CPU machine (shared with other work): Debian's nginx with one worker per gateway, stand-in Ollama processes",
-    "(test/support/fake-ollama.ts) on 127.0.0.1, non-streamed `POST /api/generate` naming `gemma3:1b`, which every backend holds.",
+    "(harness/fake-ollama.ts) on 127.0.0.1, non-streamed `POST /api/generate` naming `gemma3:1b`, which every backend holds.",
     "",
     "## Overhead: a pool of 4 vs 1 backend",
     "",

@@ -1,11 +1,11 @@
 /**
  * Times one evaluation of the Pulumi program (index.ts) under the project's mocks
- * (test/support/pulumi-mocks.ts) with N API keys. Run by bench/run.ts in its own process:
+ * (harness/pulumi-mocks.ts) with N API keys. Run by bench/run.ts in its own process:
  *   tsx bench/pulumi-eval.ts <N>
  * Prints one JSON line: {credentials, moduleLoadMs, evaluateMs, resources}.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { devStackConfig, installMocks, recorded, setStackConfig, settle, valueOf } from "../test/support/pulumi-mocks";
+import { devStackConfig, installMocks, recorded, setStackConfig, settle, valueOf } from "../harness/pulumi-mocks";
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? "1000");

@@ -11,10 +11,10 @@ import type { AddressInfo } from "node:net";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GatewaySpecInput, parseSpec } from "../bundle/spec";
-import { basicBurst, basicHeader } from "./support/burst";
-import { send } from "./support/http";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { basicBurst, basicHeader } from "../harness/burst";
+import { send } from "../harness/http";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 // Test-only values, made up for this file.
 const KEY = "auth-abuse-key-4c9e1a7b3f5d8e2a";

@@ -5,9 +5,9 @@
  * Everything through the real nginx in front of the stand-in Ollama.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, errorMessage, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, errorMessage, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 // Test-only credentials, made up for this file.
 const KEYS = {

@@ -9,10 +9,10 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { workerFileLimit } from "../bundle/render";
 import { parseSpec } from "../bundle/spec";
-import { makeCertificates } from "./support/certs";
-import { type FakeOllama, FAKE_MODEL, startFakeOllama } from "./support/fake-ollama";
-import { type Answer, rawRequest, send } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { makeCertificates } from "../harness/certs";
+import { type FakeOllama, FAKE_MODEL, startFakeOllama } from "../harness/fake-ollama";
+import { type Answer, rawRequest, send } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const KEY = "edge-key-0123456789abcdef000000000000";
 const QUERY_SECRET = "query-secret-9f3c2a7e5b1d";

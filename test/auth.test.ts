@@ -5,12 +5,12 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import routesFixture from "./fixtures/ollama-routes.json";
+import routesFixture from "../harness/ollama-routes.json";
 import { classifyRoute, scopeAllows } from "../bundle/routes";
 import { SCOPES, type Scope } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, errorMessage, rawRequest, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, errorMessage, rawRequest, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 const routes: { method: string; path: string }[] = routesFixture.routes;
 

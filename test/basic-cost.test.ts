@@ -5,9 +5,9 @@
  * The bounds are loose (10x apart) so a noisy machine cannot flip them; bench/ measures properly.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 const KEY = "cost-key-000000000000000000000000000";
 const PASSWORD = "expensive-password-1";

@@ -11,10 +11,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientEnvScript, shellQuote } from "../bundle/clientEnv";
-import { makeCertificates } from "./support/certs";
-import { FAKE_MODEL, type FakeOllama, fakeCompletion, startFakeOllama } from "./support/fake-ollama";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
-import { ROOT } from "./support/pulumi-mocks";
+import { makeCertificates } from "../harness/certs";
+import { FAKE_MODEL, type FakeOllama, fakeCompletion, startFakeOllama } from "../harness/fake-ollama";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
+import { ROOT } from "../harness/pulumi-mocks";
 
 const KEYS = {
   inference: "clients-infer-key-000000000000000000",

@@ -2,7 +2,7 @@
  * The containers `pulumi up` creates, on a real Docker engine (scripts/docker-engine.sh starts
  * the project's own): the program is evaluated under mocks on the committed dev and staging
  * stack files, and every Docker resource it declares is created with exactly its inputs
- * (test/support/docker-replay.ts). The proxy image is built from image/proxy/Dockerfile; Ollama's
+ * (harness/docker-replay.ts). The proxy image is built from image/proxy/Dockerfile; Ollama's
  * is a stand-in image built here. Traffic goes only to ports published on 127.0.0.1.
  */
 import { execFileSync } from "node:child_process";
@@ -22,12 +22,12 @@ import {
   dockerTestsEnabled,
   STANDIN_OLLAMA_IMAGE,
   startDockerEngine,
-} from "./support/docker-engine";
-import { containerLogs, demux, DockerReplay, type ReplayPlan, REPLAY_LABEL } from "./support/docker-replay";
-import { basic, bearer, httpsRequest, streamChat } from "./support/http";
-import { freePort } from "./support/ports";
-import { evaluateProgram, installMocks, overrideProviderOutputs, ROOT, stackFileConfig, type Program, type RecordedResource } from "./support/pulumi-mocks";
-import { realTlsOutputs, renewCertificates } from "./support/real-tls";
+} from "../harness/docker-engine";
+import { containerLogs, demux, DockerReplay, type ReplayPlan, REPLAY_LABEL } from "../harness/docker-replay";
+import { basic, bearer, httpsRequest, streamChat } from "../harness/http";
+import { freePort } from "../harness/ports";
+import { evaluateProgram, installMocks, overrideProviderOutputs, ROOT, stackFileConfig, type Program, type RecordedResource } from "../harness/pulumi-mocks";
+import { realTlsOutputs, renewCertificates } from "../harness/real-tls";
 
 installMocks();
 overrideProviderOutputs(realTlsOutputs);
@@ -330,7 +330,7 @@ describe.runIf(dockerTestsEnabled)("the program's containers on a real Docker en
 
   describe("a stack with one Ollama per GPU (ollamaGpuDevices)", () => {
     // Two stand-in Ollama containers; GPU device requests cannot be honoured here (no GPU, no
-    // NVIDIA runtime): the replay leaves them out and lists them (test/support/docker-replay.ts).
+    // NVIDIA runtime): the replay leaves them out and lists them (harness/docker-replay.ts).
     let replay: DockerReplay;
     let program: Program;
     let base: string;

@@ -6,9 +6,9 @@
  * errors nginx makes itself (413, 400, 502) too.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, rawRequest, request } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, rawRequest, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 const KEYS = {
   read: "envelope-read-key-000000000000000000",

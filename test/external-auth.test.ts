@@ -6,9 +6,9 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSpec } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, request } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 const LOCAL_KEY = "test-local-key-0000000000000000000000";
 const OPAQUE_TOKEN = "opaque-idp-token-0000000000000000000";

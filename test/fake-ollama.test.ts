@@ -5,8 +5,8 @@ import { once } from "node:events";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Ollama } from "ollama";
 import OpenAI from "openai";
-import routesFixture from "./fixtures/ollama-routes.json";
-import { FAKE_MODEL, type FakeOllama, QUEUE_FULL_ERROR, fakeCompletion, startFakeOllama } from "./support/fake-ollama";
+import routesFixture from "../harness/ollama-routes.json";
+import { FAKE_MODEL, type FakeOllama, QUEUE_FULL_ERROR, fakeCompletion, startFakeOllama } from "../harness/fake-ollama";
 
 const CHUNKS = 5;
 const MESSAGES = [{ role: "user" as const, content: "Why is the sky blue?" }];
@@ -420,7 +420,7 @@ describe("client disconnects", () => {
 describe("script mode", () => {
   it("prints its URL, serves, and exits on SIGTERM", async () => {
     const tsx = path.join(__dirname, "..", "node_modules", ".bin", "tsx");
-    const script = path.join(__dirname, "support", "fake-ollama.ts");
+    const script = path.join(__dirname, "..", "harness", "fake-ollama.ts");
     const child = spawn(tsx, [script, "--port", "0", "--chunks", "2"], { stdio: ["ignore", "pipe", "inherit"] });
     try {
       const [line] = (await once(child.stdout, "data")) as [Buffer];

@@ -9,9 +9,9 @@ import OpenAI from "openai";
 import { Ollama } from "ollama";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseSpec } from "../bundle/spec";
-import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, errorMessage, request } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, errorMessage, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 // Test-only credentials, made up for this file.
 const KEYS = {

@@ -7,14 +7,14 @@
  */
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import routesFixture from "./fixtures/ollama-routes.json";
+import routesFixture from "../harness/ollama-routes.json";
 import { classifyRoute, scopeAllows } from "../bundle/routes";
 import { SCOPES, type Scope } from "../bundle/spec";
-import { FAKE_MODEL } from "./support/fake-ollama";
-import { rawRequest } from "./support/http";
-import { buildRequest, forwardingViolation, type HeaderList, noNewlines, finalStatusOf, type RawSpec, statusesOf } from "./support/hostile";
-import { nginxTestsEnabled } from "./support/nginx";
-import { b64, basicValue, CREDS, JSON_BODY, KEYS, PASSWORDS, useHostileGateway } from "./support/hostile-gateway";
+import { FAKE_MODEL } from "../harness/fake-ollama";
+import { rawRequest } from "../harness/http";
+import { buildRequest, forwardingViolation, type HeaderList, noNewlines, finalStatusOf, type RawSpec, statusesOf } from "../harness/hostile";
+import { nginxTestsEnabled } from "../harness/nginx";
+import { b64, basicValue, CREDS, JSON_BODY, KEYS, PASSWORDS, useHostileGateway } from "../harness/hostile-gateway";
 
 const ROUTES: { method: string; path: string }[] = routesFixture.routes;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : process.env.CI ? 424242 : Date.now();

@@ -5,10 +5,10 @@
  */
 import http from "node:http";
 import { describe, expect, it } from "vitest";
-import { FAKE_MODEL, fakeCompletion, startFakeOllama } from "./support/fake-ollama";
-import { agentRequest, childPids, fmt, openIdleSockets, percentile, pool, vmRssKb } from "./support/hostile";
-import { nginxTestsEnabled, startGateway, waitUntil } from "./support/nginx";
-import { b64, basicValue, KEYS, PASSWORDS, useHostileGateway } from "./support/hostile-gateway";
+import { FAKE_MODEL, fakeCompletion, startFakeOllama } from "../harness/fake-ollama";
+import { agentRequest, childPids, fmt, openIdleSockets, percentile, pool, vmRssKb } from "../harness/hostile";
+import { nginxTestsEnabled, startGateway, waitUntil } from "../harness/nginx";
+import { b64, basicValue, KEYS, PASSWORDS, useHostileGateway } from "../harness/hostile-gateway";
 
 /** Sockets of the wrong-credential flood, and of the sustained memory run (CI has 2 CPUs). */
 const FLOOD_SOCKETS = 8;

@@ -4,11 +4,11 @@
  * targets, pipelining, slow headers and bodies. docs/security.md sums up.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FAKE_MODEL } from "./support/fake-ollama";
-import { rawRequest } from "./support/http";
-import { finalStatusOf, statusesOf, statusOf, trickle } from "./support/hostile";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
-import { basicValue, KEYS, portOf, useHostileGateway } from "./support/hostile-gateway";
+import { FAKE_MODEL } from "../harness/fake-ollama";
+import { rawRequest } from "../harness/http";
+import { finalStatusOf, statusesOf, statusOf, trickle } from "../harness/hostile";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
+import { basicValue, KEYS, portOf, useHostileGateway } from "../harness/hostile-gateway";
 
 describe.runIf(nginxTestsEnabled)("hostile: 2. protocol abuse over raw sockets, through the real nginx", () => {
   const battery = useHostileGateway();

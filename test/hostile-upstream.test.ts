@@ -4,10 +4,10 @@
  */
 import net from "node:net";
 import { describe, expect, it } from "vitest";
-import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { rawRequest, request } from "./support/http";
-import { freePort, nginxTestsEnabled, startGateway, waitUntil } from "./support/nginx";
-import { KEYS, useHostileGateway } from "./support/hostile-gateway";
+import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { rawRequest, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, startGateway, waitUntil } from "../harness/nginx";
+import { KEYS, useHostileGateway } from "../harness/hostile-gateway";
 
 describe.runIf(nginxTestsEnabled)("hostile: 3. upstream failures, through the real nginx", () => {
   const battery = useHostileGateway();

@@ -10,9 +10,9 @@ import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { JWT_KEYS_FILE } from "../bundle/jwt";
 import { parseSpec } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, rawRequest, request } from "./support/http";
-import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, rawRequest, request } from "../harness/http";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const ISSUER = "https://idp.example.test/";
 const AUDIENCE = "ollama-gateway";

@@ -5,11 +5,11 @@
  * under streaming load, and every request succeeds.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type DnsStandIn, startDnsStandIn } from "./support/dns-server";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { runLoad } from "./support/load";
-import { bearer, request, streamChat } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type DnsStandIn, startDnsStandIn } from "../harness/dns-server";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { runLoad } from "../harness/load";
+import { bearer, request, streamChat } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const KEY = "k8s-dns-key-000000000000000000000000";
 const NAME = "ollama.gateway.svc.cluster.local";

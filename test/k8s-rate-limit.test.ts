@@ -7,10 +7,10 @@ import path from "node:path";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { configMapKey } from "../components/KubernetesGateway";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
-import { evaluateProgram, findResource, installMocks, stackFileConfig, TYPES, unwrap } from "./support/pulumi-mocks";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
+import { evaluateProgram, findResource, installMocks, stackFileConfig, TYPES, unwrap } from "../harness/pulumi-mocks";
 
 installMocks();
 

@@ -1,7 +1,7 @@
 /**
  * Credentials from a Kubernetes Secret volume, on the real nginx: the kubelet's atomic update
  * (a new timestamped directory, `..data` swapped by renaming a temporary symlink, the files
- * themselves symlinks through `..data`) reproduced exactly (test/support/kubelet-volume.ts),
+ * themselves symlinks through `..data`) reproduced exactly (harness/kubelet-volume.ts),
  * under concurrent streaming load. The proxy takes up each new version with zero failed requests.
  */
 import { lstatSync, readlinkSync, readdirSync } from "node:fs";
@@ -11,11 +11,11 @@ import { bcryptHash } from "../bundle/credentials";
 import { renderCredentialFiles, workerUser } from "../bundle/render";
 import { type GatewaySpecInput, validateSpec } from "../bundle/spec";
 import { credentialOwner } from "../bundle/write";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { runLoad } from "./support/load";
-import { basic, bearer, request, streamChat } from "./support/http";
-import { KubeletVolume } from "./support/kubelet-volume";
-import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { runLoad } from "../harness/load";
+import { basic, bearer, request, streamChat } from "../harness/http";
+import { KubeletVolume } from "../harness/kubelet-volume";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const STEADY_KEY = "steady-key-k8s-00000000000000000000";
 const USER_PASSWORD = "steady-password-k8s";

@@ -14,13 +14,13 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { credentialOwner } from "../bundle/write";
 import { KubernetesGateway } from "../components/KubernetesGateway";
-import { type DnsStandIn, startDnsStandIn } from "./support/dns-server";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, request, streamChat } from "./support/http";
-import { KubeletVolume } from "./support/kubelet-volume";
-import { freePort, nginxTestsEnabled, requireNginxWithLua, waitUntil } from "./support/nginx";
-import { waitForPort } from "./support/ports";
-import { findResource, installMocks, resetRecorded, settle, TYPES, unwrap, valueOf } from "./support/pulumi-mocks";
+import { type DnsStandIn, startDnsStandIn } from "../harness/dns-server";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, request, streamChat } from "../harness/http";
+import { KubeletVolume } from "../harness/kubelet-volume";
+import { freePort, nginxTestsEnabled, requireNginxWithLua, waitUntil } from "../harness/nginx";
+import { waitForPort } from "../harness/ports";
+import { findResource, installMocks, resetRecorded, settle, TYPES, unwrap, valueOf } from "../harness/pulumi-mocks";
 
 installMocks();
 

@@ -30,7 +30,7 @@ import {
   TYPES,
   unwrap,
   valueOf,
-} from "./support/pulumi-mocks";
+} from "../harness/pulumi-mocks";
 
 installMocks();
 

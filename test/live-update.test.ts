@@ -7,10 +7,10 @@ import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, request } from "./support/http";
-import { runLoad } from "./support/load";
-import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, request } from "../harness/http";
+import { runLoad } from "../harness/load";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const STEADY_KEY = "steady-key-00000000000000000000000";
 const ADDED_KEY = "added-key-0123456789abcdef000000";

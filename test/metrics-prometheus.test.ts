@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { X509Certificate } from "node:crypto";
-import { makeCertificates } from "./support/certs";
-import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { bearer, request } from "./support/http";
-import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
-import { waitForPort } from "./support/ports";
+import { makeCertificates } from "../harness/certs";
+import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
+import { waitForPort } from "../harness/ports";
 
 // Test-only credentials, made up for this file.
 const KEYS = {

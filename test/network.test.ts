@@ -6,8 +6,8 @@ import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { renderNetworkRules } from "../bundle/render";
 import { parseSpec } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
 
 const KEY = "test-network-key-00000000000000000000";
 

@@ -9,9 +9,9 @@ import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
 import { parseSpec, validateSpec } from "../bundle/spec";
-import { type FakeOllama, type FakeOllamaOptions, QUEUE_FULL_ERROR, startFakeOllama } from "./support/fake-ollama";
-import { bearer, rawRequest, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type FakeOllama, type FakeOllamaOptions, QUEUE_FULL_ERROR, startFakeOllama } from "../harness/fake-ollama";
+import { bearer, rawRequest, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const KEY = "pool-admin-key-000000000000000000000";
 const INFERENCE_KEY = "pool-inference-key-0000000000000000";

@@ -19,7 +19,7 @@ import {
   type RecordedResource,
   resourcesOfType,
   TYPES,
-} from "./support/pulumi-mocks";
+} from "../harness/pulumi-mocks";
 
 installMocks();
 

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { CONFIG_KEYS, parseStackConfig } from "../config/stackConfig";
 import { declaredDefault } from "../scripts/docs";
-import { devStackConfig, readYaml } from "./support/pulumi-mocks";
+import { devStackConfig, readYaml } from "../harness/pulumi-mocks";
 
 /** JWT on with HS256 (secret generated): the smallest valid JWT config. */
 const JWT_ON = { jwtIssuer: "https://login.example.com/", jwtAudience: "ollama-gateway", jwtAlgorithms: '["HS256"]' };

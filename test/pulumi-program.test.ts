@@ -26,7 +26,7 @@ import {
   expectProgramRefuses,
   type Program,
   configUploads,
-} from "./support/pulumi-mocks";
+} from "../harness/pulumi-mocks";
 
 installMocks();
 

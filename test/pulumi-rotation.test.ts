@@ -18,7 +18,7 @@ import {
   valueOf,
   type Program,
   type RecordedResource,
-} from "./support/pulumi-mocks";
+} from "../harness/pulumi-mocks";
 
 installMocks();
 

@@ -5,7 +5,7 @@
 import { readdirSync } from "node:fs";
 import { afterAll, describe, expect, it } from "vitest";
 import { ROTATION_NOW_VARIABLE } from "../config/rotation";
-import { makeCertificates } from "./support/certs";
+import { makeCertificates } from "../harness/certs";
 import {
   configUploads,
   evaluateProgram,
@@ -18,7 +18,7 @@ import {
   TYPES,
   unwrap,
   type RecordedResource,
-} from "./support/pulumi-mocks";
+} from "../harness/pulumi-mocks";
 
 installMocks();
 // A fixed instant, so that two evaluations fall in the same rotation period.

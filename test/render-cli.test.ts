@@ -12,11 +12,11 @@ import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PID_FILE } from "../bundle/render";
 import { lookupUser } from "../bundle/write";
-import { makeCertificates } from "./support/certs";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, request } from "./support/http";
-import { freePort, nginxTestsEnabled, requireNginxWithLua, waitUntil } from "./support/nginx";
-import { waitForPort } from "./support/ports";
+import { makeCertificates } from "../harness/certs";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, request } from "../harness/http";
+import { freePort, nginxTestsEnabled, requireNginxWithLua, waitUntil } from "../harness/nginx";
+import { waitForPort } from "../harness/ports";
 
 // Test-only credentials, made up for this file.
 const API_KEY = "render-cli-key-00000000000000000000";

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { parseStackConfig } from "../config/stackConfig";
 import { editStackText, runRotate } from "../scripts/rotate";
-import { ROOT, readYaml } from "./support/pulumi-mocks";
+import { ROOT, readYaml } from "../harness/pulumi-mocks";
 
 const NOW = new Date("2026-11-05T10:00:00.250Z");
 const POLICIES = "  # Rotation: keys monthly with two days of overlap; alice on demand.\n  ollama-gateway:rotation:\n    - app:30d:48h\n    - alice:manual:24h\n";

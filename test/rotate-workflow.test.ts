@@ -1,6 +1,6 @@
 /** The CI workflow that rotates secrets: schedule, manual inputs, one job per stack, no secret printed. */
 import { describe, expect, it } from "vitest";
-import { readYaml } from "./support/pulumi-mocks";
+import { readYaml } from "../harness/pulumi-mocks";
 
 const workflow = readYaml(".github/workflows/rotate-secrets.yml");
 const job = workflow.jobs.rotate;

@@ -11,9 +11,9 @@ import path from "node:path";
 import type { TLSSocket } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, request } from "./support/http";
-import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, request } from "../harness/http";
+import { everyWorkerCaughtUp, nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const OLD_KEY = "old-key-00000000000000000000000000000";
 const NEW_KEY = "new-key-1111111111111111111111111abcd";

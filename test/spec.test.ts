@@ -7,9 +7,9 @@ import { describe, expect, it } from "vitest";
 import { renderBundle, renderConfigFiles } from "../bundle/render";
 import { parseSpec, validateSpec } from "../bundle/spec";
 import { chooseFlavor, DEBIAN_LUA_MODULE } from "../scripts/flavor";
-import { startFakeOllama } from "./support/fake-ollama";
-import { request } from "./support/http";
-import { nginxTestsEnabled, startGateway } from "./support/nginx";
+import { startFakeOllama } from "../harness/fake-ollama";
+import { request } from "../harness/http";
+import { nginxTestsEnabled, startGateway } from "../harness/nginx";
 
 const VALID_KEY = "valid-key-000000000000000000000000";
 

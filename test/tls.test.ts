@@ -10,11 +10,11 @@ import path from "node:path";
 import tls from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientEnvScript } from "../bundle/clientEnv";
-import { makeCertificates } from "./support/certs";
-import { type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway } from "./support/nginx";
-import { ROOT } from "./support/pulumi-mocks";
+import { makeCertificates } from "../harness/certs";
+import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
+import { ROOT } from "../harness/pulumi-mocks";
 
 const KEY = "tls-key-0000000000000000000000000000";
 

@@ -5,9 +5,9 @@
 import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./support/fake-ollama";
-import { basic, bearer, rawRequest, request } from "./support/http";
-import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "./support/nginx";
+import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
+import { basic, bearer, rawRequest, request } from "../harness/http";
+import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
 
 const KEY = "traffic-key-00000000000000000000000";
 const OTHER_KEY = "other-key-000000000000000000000000";

@@ -7,7 +7,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { freePort, waitForPort } from "../../test/support/ports";
+import { freePort, waitForPort } from "../../harness/ports";
 
 export { freePort };
 
@@ -46,7 +46,7 @@ function stopper(child: ChildProcess, signal: NodeJS.Signals, cleanup: () => voi
   };
 }
 
-/** The stand-in Ollama as its own process (`tsx test/support/fake-ollama.ts`). */
+/** The stand-in Ollama as its own process (`tsx harness/fake-ollama.ts`). */
 export async function startFakeOllamaProcess(options: {
   chunks: number;
   chunkIntervalMs: number;
@@ -60,7 +60,7 @@ export async function startFakeOllamaProcess(options: {
   const child = spawn(
     tsx,
     [
-      path.join(ROOT, "test", "support", "fake-ollama.ts"),
+      path.join(ROOT, "harness", "fake-ollama.ts"),
       "--port",
       String(port),
       "--chunks",

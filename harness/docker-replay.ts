@@ -1,6 +1,6 @@
 /**
  * Replays what the Pulumi program declares on a real Docker engine. There is no Pulumi CLI here,
- * so the program runs under mocks (test/support/pulumi-mocks.ts); this takes every `docker:`
+ * so the program runs under mocks (harness/pulumi-mocks.ts); this takes every `docker:`
  * resource it declared and creates it through the Docker Engine API (dockerode) with exactly
  * those inputs, the way @pulumi/docker's provider does (uploads as one tar per file extracted at
  * `/`, `wait` for healthy, `attach` until exit, first network at create and the rest connected).
@@ -314,7 +314,7 @@ export class DockerReplay {
 function refuseUnknown(resource: RecordedResource, inputs: Record<string, unknown>, known: string[], prefix = ""): void {
   const unknown = Object.keys(inputs).filter((k) => inputs[k] !== undefined && !known.includes(k));
   if (unknown.length > 0)
-    throw new Error(`replay: ${resource.name} sets ${unknown.map((k) => `\`${prefix}${k}\``).join(", ")}, which this replay does not translate; add it to test/support/docker-replay.ts`);
+    throw new Error(`replay: ${resource.name} sets ${unknown.map((k) => `\`${prefix}${k}\``).join(", ")}, which this replay does not translate; add it to harness/docker-replay.ts`);
 }
 
 export async function containerLogs(container: Docker.Container): Promise<string> {

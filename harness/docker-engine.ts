@@ -11,7 +11,7 @@ import path from "node:path";
 import Docker from "dockerode";
 
 /** The repository (no vitest import here: the benchmarks use this module too). */
-const ROOT = path.join(__dirname, "..", "..");
+const ROOT = path.join(__dirname, "..");
 
 export const DOCKER_SKIP_VARIABLE = "OLLAMA_GATEWAY_SKIP_DOCKER";
 export const DOCKER_HOST_VARIABLE = "OLLAMA_GATEWAY_DOCKER_HOST";
@@ -97,17 +97,17 @@ function listFiles(dir: string, prefix = ""): string[] {
 }
 
 /**
- * Builds the stand-in Ollama image: test/support/fake-ollama.ts bundled for Node (esbuild, which
+ * Builds the stand-in Ollama image: harness/fake-ollama.ts bundled for Node (esbuild, which
  * tsx already brings) behind the `ollama` commands the program runs.
  */
 export async function buildStandInOllama(docker: Docker): Promise<string> {
   const context = mkdtempSync(path.join(tmpdir(), "standin-ollama-"));
   try {
-    const source = path.join(ROOT, "test", "support", "standin-ollama");
+    const source = path.join(ROOT, "harness", "standin-ollama");
     for (const file of readdirSync(source)) copyFileSync(path.join(source, file), path.join(context, file));
     const esbuild = require("esbuild") as typeof import("esbuild");
     const bundled = esbuild.buildSync({
-      entryPoints: [path.join(ROOT, "test", "support", "fake-ollama.ts")],
+      entryPoints: [path.join(ROOT, "harness", "fake-ollama.ts")],
       bundle: true,
       platform: "node",
       target: "node18",

@@ -4,7 +4,7 @@
  * out of the way. Each battery file starts its own, so the batteries run independently.
  */
 import { afterAll, beforeAll, expect } from "vitest";
-import { SCOPES, type Scope } from "../../bundle/spec";
+import { SCOPES, type Scope } from "../bundle/spec";
 import { FAKE_MODEL, type FakeOllama, startFakeOllama } from "./fake-ollama";
 import type { Credentials } from "./hostile";
 import { request } from "./http";

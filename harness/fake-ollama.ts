@@ -4,14 +4,14 @@
 // the native, OpenAI and Anthropic response and error shapes.
 // Reference: ollama/ollama server/routes.go, middleware/openai.go, openai/openai.go.
 //
-// As a script (benchmarks): tsx test/support/fake-ollama.ts --port 11434 [--first-byte-delay-ms N]
+// As a script (benchmarks): tsx harness/fake-ollama.ts --port 11434 [--first-byte-delay-ms N]
 //   [--chunks N] [--chunk-interval-ms N] [--models a,b] [--loaded a]
 
 import http from "node:http";
 import { createHash } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import routesFixture from "../fixtures/ollama-routes.json";
+import routesFixture from "./ollama-routes.json";
 
 export interface FakeOllamaOptions {
   host?: string;

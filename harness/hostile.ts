@@ -6,8 +6,8 @@
 import { readdirSync, readFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
-import { classifyRoute, scopeAllows } from "../../bundle/routes";
-import type { Scope } from "../../bundle/spec";
+import { classifyRoute, scopeAllows } from "../bundle/routes";
+import type { Scope } from "../bundle/spec";
 import type { RecordedRequest } from "./fake-ollama";
 
 export type HeaderList = [name: string, value: string][];

@@ -8,14 +8,14 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { expect, vi } from "vitest";
-import { CONFIG_KEYS } from "../../config/stackConfig";
+import { CONFIG_KEYS } from "../config/stackConfig";
 
 export const PROJECT = "ollama-gateway";
 export const STACK = "dev";
 
 // js-yaml ships with @pulumi/pulumi; the tests only read the project's own YAML files with it.
 const yaml: { load(text: string): any } = createRequire(__filename)("js-yaml");
-export const ROOT = path.join(__dirname, "..", "..");
+export const ROOT = path.join(__dirname, "..");
 
 /** A YAML file of the project, parsed. */
 export function readYaml(file: string): any {
@@ -94,7 +94,7 @@ let providerOverride: ProviderOverride | undefined;
 
 /**
  * Outputs that a suite computes for real instead (the container replay makes real certificates
- * with test/support/real-tls.ts); secret ones are wrapped as the provider does.
+ * with harness/real-tls.ts); secret ones are wrapped as the provider does.
  */
 export function overrideProviderOutputs(override: ProviderOverride | undefined): void {
   providerOverride = override;
@@ -209,7 +209,7 @@ export function resetRecorded(): void {
   recorded.length = 0;
 }
 
-export type Program = typeof import("../../index");
+export type Program = typeof import("../index");
 
 /**
  * Evaluates index.ts afresh with the given stack config, as one `pulumi up` would (mocks
@@ -222,7 +222,7 @@ export async function evaluateProgram(
   resetRecorded();
   setStackConfig(config, plainText);
   vi.resetModules();
-  const program: Program = await import("../../index.js");
+  const program: Program = await import("../index.js");
   await Promise.all(Object.values(program).map((output) => valueOf(output as pulumi.Output<unknown>)));
   await settle();
   return { program, resources: [...recorded] };
@@ -233,7 +233,7 @@ export async function expectProgramRefuses(config: Record<string, unknown>, line
   resetRecorded();
   setStackConfig(config);
   vi.resetModules();
-  await expect(import("../../index.js")).rejects.toThrow(lines.join("\n"));
+  await expect(import("../index.js")).rejects.toThrow(lines.join("\n"));
   await settle();
   expect(recorded).toEqual([]);
 }

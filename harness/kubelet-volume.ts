@@ -13,7 +13,7 @@
  */
 import { chmodSync, chownSync, existsSync, lstatSync, mkdtempSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import type { FileOwner } from "../../bundle/write";
+import type { FileOwner } from "../bundle/write";
 
 const DATA_DIR = "..data";
 const DATA_DIR_TMP = "..data_tmp";

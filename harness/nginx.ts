@@ -6,10 +6,10 @@ import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { bcryptHash } from "../../bundle/credentials";
-import { renderBundle, renderCredentialFiles, workerUser } from "../../bundle/render";
-import { type GatewaySpec, type GatewaySpecInput, validateSpec } from "../../bundle/spec";
-import { writeBundle } from "../../bundle/write";
+import { bcryptHash } from "../bundle/credentials";
+import { renderBundle, renderCredentialFiles, workerUser } from "../bundle/render";
+import { type GatewaySpec, type GatewaySpecInput, validateSpec } from "../bundle/spec";
+import { writeBundle } from "../bundle/write";
 import { freePort, waitForPort } from "./ports";
 
 export { freePort };
