@@ -471,8 +471,6 @@ export const gatewaySpecSchema = z
     checkUnique(spec.apiKeys, "apiKeys");
     checkUnique(spec.basicUsers, "basicUsers");
     if (spec.upstreams) checkUpstreams(spec, ctx);
-    checkModelListsHaveOneBackend(spec, ctx);
-
     if (spec.tls && spec.listen.https === undefined)
       ctx.addIssue({
         code: "custom",
@@ -527,27 +525,6 @@ function checkUpstreams(spec: { upstream?: string; upstreams?: UpstreamEntry[]; 
     if (i > 0 && URL.canParse(entry.url) && URL.canParse(upstreams[0].url) && scheme(entry.url) !== scheme(upstreams[0].url))
       ctx.addIssue({ code: "custom", path: ["upstreams", i, "url"], input: entry.url, message: `uses ${scheme(entry.url)} but \`upstreams[0].url\` uses ${scheme(upstreams[0].url)}; use one scheme for every backend` });
   });
-}
-
-/**
- * Model lists filter Ollama's model listings through one fixed backend (gateway/governance.lua's
- * subrequest); a pool or a backend resolved while nginx runs has none yet, so the combination is
- * refused rather than answered wrongly.
- */
-function checkModelListsHaveOneBackend(
-  spec: { upstreams?: unknown; upstreamResolver?: unknown; apiKeys: { models?: unknown }[]; basicUsers: { models?: unknown }[]; jwt?: { modelGrants?: unknown }; externalAuth?: { modelGrants?: unknown } },
-  ctx: z.RefinementCtx,
-) {
-  const where = spec.upstreams !== undefined ? "upstreams" : spec.upstreamResolver !== undefined ? "upstreamResolver" : undefined;
-  if (where === undefined) return;
-  const lists = [
-    ...spec.apiKeys.flatMap((e, i) => (e.models !== undefined ? [["apiKeys", i, "models"]] : [])),
-    ...spec.basicUsers.flatMap((e, i) => (e.models !== undefined ? [["basicUsers", i, "models"]] : [])),
-    ...(spec.jwt?.modelGrants !== undefined ? [["jwt", "modelGrants"]] : []),
-    ...(spec.externalAuth?.modelGrants !== undefined ? [["externalAuth", "modelGrants"]] : []),
-  ];
-  for (const path of lists)
-    ctx.addIssue({ code: "custom", path, input: "set", message: `is not supported together with \`${where}\` yet (model listings are filtered through one fixed backend); remove it or use one \`upstream\`` });
 }
 
 /** The backends a spec names: `upstreams`, or `upstream` (or the default) as a pool of one. */

@@ -53,16 +53,3 @@ export function metricsPort(raw: Readonly<Record<string, string | undefined>>, g
     errors.push(`${key("metricsPort")} is ${port}, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.`);
   return port;
 }
-
-/**
- * Model lists filter Ollama's model listings through one fixed backend (bundle/spec.ts refuses
- * them with a pool or a backend resolved while nginx runs): say so here, naming the config keys.
- */
-export function checkModelListsBackends(governance: Map<string, CredentialGovernance>, backends: OllamaBackendsSettings, target: string, errors: string[]): void {
-  const withModels = [...governance].filter(([, policy]) => policy.models !== undefined).map(([name]) => name);
-  if (withModels.length === 0) return;
-  const several = backends.gpuDevices.length > 0 || backends.remoteHosts.length > 0 || backends.urls.length > 0 || !backends.local || Object.keys(backends.maxConcurrent).length > 0;
-  const why = target === "kubernetes" ? "`target` is `kubernetes` (Ollama pods found by DNS)" : several ? "the stack has a pool of Ollama backends" : undefined;
-  for (const name of why ? withModels : [])
-    errors.push(`${key(`credentialPolicies.${name}.models`)} is set but ${why}; model lists need one fixed Ollama backend for now: remove \`models\` or use the single local Ollama.`);
-}

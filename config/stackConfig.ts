@@ -17,7 +17,7 @@ import { CONFIG_DEFAULTS, CONFIG_KEYS, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } f
 import { key, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
 import { backendsSettings } from "./backendsConfig";
-import { checkModelListsBackends, metricsPort, parseCredentialPolicies, requestLimits } from "./governanceConfig";
+import { metricsPort, parseCredentialPolicies, requestLimits } from "./governanceConfig";
 import { checkTarget, kubernetesSettings } from "./kubernetesConfig";
 import { parseRotation, parseRotationGenerations } from "./rotationConfig";
 import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME, type JwtSettings, type StackConfigResult } from "./settings";
@@ -233,7 +233,6 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   checkTarget(get, coerced, isSet, errors);
   const backends = backendsSettings(get, errors);
-  checkModelListsBackends(governance, backends, get("target"), errors);
 
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)

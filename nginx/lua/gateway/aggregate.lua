@@ -68,7 +68,8 @@ local function fetch(b, addr, path)
   return body
 end
 
-function _M.answer(path)
+--- `allowed_models`: a caller's model list (gateway/models.lua), or nil for every model.
+function _M.answer(path, allowed_models)
   local route = ROUTES[path]
   local threads, names, facts = {}, {}, pool.current_facts()
   for _, b in ipairs(pool.backends) do
@@ -96,9 +97,14 @@ function _M.answer(path)
   end
   if #answered == 0 then return errors.exit(503, "no Ollama backend is healthy") end
   ngx.var.gw_backend = concat(answered, ",")
+  local text = route.open .. concat(entries, ",") .. route.close
+  if allowed_models then
+    text = require("gateway.models").filter_list(allowed_models, path, text)
+    if not text then return errors.exit(502, "the gateway could not read Ollama's model list") end
+  end
   ngx.status = 200
   ngx.header["Content-Type"] = route.type
-  ngx.print(route.open, concat(entries, ","), route.close)
+  if ngx.req.get_method() ~= "HEAD" then ngx.print(text) end
   return ngx.exit(200)
 end
 

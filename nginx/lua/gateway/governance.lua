@@ -12,6 +12,7 @@ local concurrency = require "gateway.concurrency"
 local errors = require "gateway.errors"
 local models = require "gateway.models"
 local budget = require "gateway.budget"
+local pool = require "gateway.pool"
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -34,8 +35,10 @@ local function caller_label(caller_key, name)
 end
 
 -- A model list (/api/tags, /api/ps, /v1/models) for a caller with `models`: Ollama's answer,
--- fetched by a subrequest (gateway-locations.conf, /_gw/upstream/), with the other models cut out.
+-- fetched by a subrequest (gateway-locations.conf, /_gw/upstream/), with the other models cut out;
+-- with a pool, the union of the backends' answers (gateway/aggregate.lua), cut out likewise.
 local function serve_list(allowed_models, path)
+  if pool.enabled then return require("gateway.aggregate").answer(path, allowed_models) end
   local res = ngx.location.capture("/_gw/upstream" .. path, { method = ngx.HTTP_GET })
   local text = res.body
   if res.status == 200 then

@@ -9,6 +9,7 @@
 -- the cap a new value counts as "(other)".
 local policy = require "gateway.policy"
 local concurrency = require "gateway.concurrency"
+local pool = require "gateway.pool"
 local config = require "gateway.config"
 local ffi = require "ffi"
 
@@ -33,6 +34,8 @@ local FAMILIES = {
   ollama_gateway_credential_file_ok = { "gauge", "1 when the last read of the credential file succeeded, 0 when it failed (its credentials are refused)." },
   ollama_gateway_credential_file_errors_total = { "counter", "Failed reads of the credential file, summed over workers." },
   ollama_gateway_tls_certificate_expiry_timestamp_seconds = { "gauge", "When the server certificate in credentials/tls.pem expires (unix seconds)." },
+  ollama_gateway_backend_up = { "gauge", "1 while a pool's Ollama backend answers its probes, 0 while it is down or not yet probed." },
+  ollama_gateway_backend_in_flight_requests = { "gauge", "Requests in progress on a pool's Ollama backend, through this gateway." },
 }
 
 -- libcrypto, which nginx is linked with: the certificate's notAfter, read at scrape time.
@@ -261,6 +264,13 @@ local function exposition()
   end
   for caller, count in pairs(concurrency.snapshot()) do
     add("ollama_gateway_in_flight_requests", format('ollama_gateway_in_flight_requests{caller="%s"} %s', caller, number(count)))
+  end
+  -- A pool's backends, named in the spec: a bounded set.
+  if pool.enabled then
+    for _, b in ipairs(pool.backend_gauges()) do
+      add("ollama_gateway_backend_up", format('ollama_gateway_backend_up{backend="%s"} %d', b.name, b.up))
+      add("ollama_gateway_backend_in_flight_requests", format('ollama_gateway_backend_in_flight_requests{backend="%s"} %d', b.name, b.in_flight))
+    end
   end
   local names = {}
   for name in pairs(FAMILIES) do names[#names + 1] = name end

@@ -304,6 +304,16 @@ function _M.finish()
   if last == "502" or last == "504" then _M.note_failure(name, tonumber(last)) end
 end
 
+--- Per-backend gauges for the metrics listener (gateway/metrics.lua): `up` is 1 once a probe
+--- answered and 0 while the backend is down or not yet probed; `in_flight` as /healthz counts it.
+function _M.backend_gauges()
+  local out = {}
+  for i, b in ipairs(backends) do
+    out[i] = { name = b.name, up = dict:get("up:" .. b.name) == "up" and 1 or 0, in_flight = busy(b.name) }
+  end
+  return out
+end
+
 --- /healthz with a pool: each backend's state; 200 while one is up and credentials load.
 function _M.health(credentials_ok)
   local up, list = 0, {}
