@@ -51,11 +51,10 @@ local RATE_PREFIX = { api_key = "key:", basic = "user:", jwt = "jwt:", external 
 --- log-safe form (a JWT claim, an external service's header), so callers that log alike never
 --- share one. Fills `record` when given (store.lua's records, built once per file load).
 function _M.caller(method, name, scope, exact, record)
-  record = record or {}
-  record.method = method
-  record.name = name
-  record.scope = scope
-  record.rate_key = RATE_PREFIX[method] .. (exact or name)
+  local rate_key = RATE_PREFIX[method] .. (exact or name)
+  -- Per request (JWT, external auth): one table, its fields sized by the constructor.
+  if not record then return { method = method, name = name, scope = scope, rate_key = rate_key } end
+  record.method, record.name, record.scope, record.rate_key = method, name, scope, rate_key
   return record
 end
 

@@ -82,7 +82,9 @@ function _M.authenticate()
   local scope = type(scope_value) == "string" and scopes.map(scope_value, cfg.scope_values) or nil
   if not scope then return nil, NO_SCOPE end
   -- `grants`: the header, for models granted per value (gateway/governance.lua).
-  return credentials.caller("external", name, scope, exact, { grants = scope_value, cloud = cfg.cloud })
+  local caller = credentials.caller("external", name, scope, exact)
+  caller.grants, caller.cloud = scope_value, cfg.cloud
+  return caller
 end
 
 return _M

@@ -157,7 +157,9 @@ function _M.authenticate(token)
     return nil, errors.refusal(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
   -- `grants`: the claim, for models granted per value (gateway/governance.lua).
-  return credentials.caller("jwt", name, scope, exact, { grants = claims[cfg.scope_claim], cloud = cfg.cloud })
+  local caller = credentials.caller("jwt", name, scope, exact)
+  caller.grants, caller.cloud = claims[cfg.scope_claim], cfg.cloud
+  return caller
 end
 
 return _M
