@@ -277,13 +277,16 @@ local function authenticate(headers)
   return unauthorized("unsupported authorization scheme")
 end
 
+local ORIGIN_REFUSED = errors.refusal(403, "origin not allowed by the gateway's CORS settings", nil, "origin_not_allowed")
+
 -- CORS: the proxy answers preflights itself and is the only origin check (Origin is removed
--- before forwarding, so Ollama's own check cannot refuse what the proxy allowed).
+-- before forwarding, so Ollama's own check cannot refuse what the proxy allowed). Returns a
+-- refusal for an origin not allowed.
 local function handle_cors(headers, method)
   local origin = headers["origin"]
   if origin == nil then return end
   if type(origin) == "table" or not config.cors_origins[origin] then
-    return errors.exit(403, "origin not allowed by the gateway's CORS settings", nil, "origin_not_allowed")
+    return ORIGIN_REFUSED
   end
   ngx.ctx.cors_origin = origin
   if method == "OPTIONS" and headers["access-control-request-method"] then
@@ -364,10 +367,10 @@ function _M.handle()
     end
   end
 
-  handle_cors(headers, method)
-
-  local record, refusal = authenticate(headers)
-  if not record then
+  local refusal = handle_cors(headers, method)
+  local record
+  if not refusal then record, refusal = authenticate(headers) end
+  if refusal then
     return errors.exit(refusal.status, refusal.message, refusal.headers, refusal.code)
   end
   ngx_var.gw_caller = record.name
