@@ -43,8 +43,6 @@ export interface Credentials {
   users: Record<string, { password: string; scope: Scope }>;
 }
 
-const SCOPE_RANK: Record<Scope, number> = { read: 1, inference: 2, admin: 3 };
-
 /**
  * The broadest scope any credential in `headers` could legitimately grant, read leniently (values
  * trimmed, Base64 decoded by Node's forgiving decoder). The property is one-directional: a request
@@ -86,8 +84,6 @@ export function forwardingViolation(sent: RawSpec, forwarded: RecordedRequest, c
   }
   return undefined;
 }
-
-export const rank = (scope: Scope) => SCOPE_RANK[scope];
 
 // ---------------------------------------------------------------------------------------------
 // nginx processes and memory.

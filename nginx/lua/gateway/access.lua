@@ -13,12 +13,12 @@ local body = require "gateway.body"
 local pool = require "gateway.pool"
 local failed_auth = require "gateway.failed_auth"
 local scopes = require "gateway.scopes"
+local credentials = require "gateway.credentials"
 local governance = require "gateway.governance"
 
 local ngx = ngx
 local ngx_var = ngx.var
 local re_find = ngx.re.find
-local re_match = ngx.re.match
 local str_find = string.find
 local str_sub = string.sub
 local basic_cache = ngx.shared.gw_basic_cache
@@ -27,8 +27,9 @@ local unpack = unpack
 local _M = {}
 
 -- WWW-Authenticate names the schemes that can succeed: Basic only while there are Basic users.
-local BEARER_CHALLENGE = 'Bearer realm="' .. config.realm .. '"'
-local BOTH_CHALLENGE = BEARER_CHALLENGE .. ', Basic realm="' .. config.realm .. '", charset="UTF-8"'
+local BEARER_CHALLENGE = { ["WWW-Authenticate"] = 'Bearer realm="' .. config.realm .. '"' }
+local BOTH_CHALLENGE = { ["WWW-Authenticate"] = BEARER_CHALLENGE["WWW-Authenticate"]
+  .. ', Basic realm="' .. config.realm .. '", charset="UTF-8"' }
 -- RFC 6750 token68: what a Bearer token (and an X-API-Key) may contain.
 local RE_TOKEN68 = "^[A-Za-z0-9\\-._~+/]+=*\\z"
 -- Character scans run as (cached, JIT-compiled) PCRE: a Lua pattern with a character class
@@ -40,8 +41,6 @@ local RE_PATH_FORBIDDEN = "[^A-Za-z0-9\\-._~/:@!$&'()*+,;=]"
 local RE_NON_ASCII = "[\\x80-\\xff]"
 -- Empty or dot segments: "//", "/./", "/../", or "/." or "/.." at the end.
 local RE_BAD_SEGMENT = "//|/\\.\\.?(?:/|\\z)"
--- Authorization: a scheme (letters), spaces, exactly one token.
-local RE_AUTHORIZATION = "^([A-Za-z]+) +([^ ]+)\\z"
 
 -- Whether `subject` contains a match of `regex`. A regex error (e.g. a PCRE limit) counts as a
 -- match, so the checks below refuse rather than let through what they could not scan.
@@ -51,17 +50,23 @@ local function contains(subject, regex)
 end
 
 local function challenge()
-  return { ["WWW-Authenticate"] = next(store.users) and BOTH_CHALLENGE or BEARER_CHALLENGE }
+  return next(store.users) and BOTH_CHALLENGE or BEARER_CHALLENGE
 end
 
+-- The credential checks below return the caller record (gateway/credentials.lua), or nil and a
+-- refusal (gateway/errors.lua) that _M.handle answers.
 local function unauthorized(message)
-  return errors.exit(401, message, challenge())
+  return nil, errors.refusal(401, message, challenge())
 end
 
 -- A wrong API key: counted per client address (gateway/failed_auth.lua).
 local function token_refused(message)
-  return failed_auth.token_refused(message, challenge())
+  return nil, failed_auth.token_refused(message, challenge())
 end
+
+local KEYS_UNAVAILABLE = errors.refusal(503, "API keys are unavailable: the gateway's credential store could not be read")
+local USERS_UNAVAILABLE = errors.refusal(503, "Basic users are unavailable: the gateway's credential store could not be read")
+local BCRYPT_UNAVAILABLE = errors.refusal(503, "password verification is unavailable")
 
 -- Raw paths that nginx and Ollama's router could read differently are refused: percent
 -- escapes (%2F, %2e...), dot segments, doubled slashes, backslashes and anything outside
@@ -99,20 +104,32 @@ local function live(record, now)
   return record.not_after == nil or now < record.not_after
 end
 
--- An API key: found by its SHA-256 in a hash table, so the cost is the same for 10 keys or
--- 100,000, and for wrong keys too.
-local function check_api_key(token, source)
-  if #token > 512 or not re_find(token, RE_TOKEN68, "jo") then
+-- Whether a token has an API key's shape: RFC 6750 token68, at most 512 bytes.
+local function key_shaped(token)
+  return #token <= 512 and re_find(token, RE_TOKEN68, "jo") ~= nil
+end
+
+-- An API key is found by its SHA-256 in a hash table, so the cost is the same for 10 keys or
+-- 100,000, and for wrong keys too. The one lookup per request serves every method that asks:
+-- the record, false for an unknown key, nil when the store is unreadable or when no one but
+-- check_api_key would ask (it refuses a malformed token before any digest).
+local function find_key(token, shaped, jwt_like)
+  if store.api_keys_status ~= "ok" or not (shaped or jwt_like or external_auth.mode) then return nil end
+  return store.api_keys[crypto.sha256_hex(token)] or false
+end
+
+-- `source` names the header in messages; `key` is find_key's answer.
+local function check_api_key(shaped, key, source)
+  if not shaped then
     return token_refused("malformed " .. source)
   end
   if store.api_keys_status ~= "ok" then
-    return errors.exit(503, "API keys are unavailable: the gateway's credential store could not be read")
+    return nil, KEYS_UNAVAILABLE
   end
-  local record = store.api_keys[crypto.sha256_hex(token)]
-  if not record or not live(record, ngx.time()) then
+  if not key or not live(key, ngx.time()) then
     return token_refused("invalid API key")
   end
-  return record
+  return key
 end
 
 -- Basic: bcrypt is verified in the thread pool once; afterwards a digest of (hash, password)
@@ -149,22 +166,14 @@ end
 local BAD_PASSWORD = "invalid user name or password"
 
 local function basic_refused()
-  return failed_auth.basic_refused(BAD_PASSWORD, { ["WWW-Authenticate"] = BOTH_CHALLENGE })
+  return nil, failed_auth.basic_refused(BAD_PASSWORD, BOTH_CHALLENGE)
 end
 
 local function check_basic(encoded)
-  if #encoded > 1024 then
-    return unauthorized("malformed Basic credentials")
-  end
-  local decoded = ngx.decode_base64(encoded)
-  if not decoded then
-    return unauthorized("malformed Basic credentials")
-  end
-  -- The user name ends at the first colon; the password is everything after it.
-  local colon = str_find(decoded, ":", 1, true)
-  local name = colon and str_sub(decoded, 1, colon - 1)
-  local password = colon and str_sub(decoded, colon + 1)
-  if not name or name == "" or password == "" then
+  local decoded = #encoded <= 1024 and ngx.decode_base64(encoded)
+  local name, password
+  if decoded then name, password = credentials.basic_pair(decoded) end
+  if not name then
     return unauthorized("malformed Basic credentials")
   end
   -- crypt_r reads the password as a C string and bcrypt uses only its first 72 bytes: refuse
@@ -173,7 +182,7 @@ local function check_basic(encoded)
     return basic_refused()
   end
   if store.users_status ~= "ok" then
-    return errors.exit(503, "Basic users are unavailable: the gateway's credential store could not be read")
+    return nil, USERS_UNAVAILABLE
   end
   local entries = candidates(name, ngx.time())
   local cache_keys, hashes, unverified = {}, {}, false
@@ -182,7 +191,6 @@ local function check_basic(encoded)
     hashes[i] = entry.hash
     local cached = basic_cache:get(cache_keys[i])
     if cached == 1 and not entry.decoy then
-      entry.name = name
       return entry
     end
     if cached == nil then unverified = true end
@@ -191,7 +199,8 @@ local function check_basic(encoded)
   if not unverified then return basic_refused() end
 
   -- Counted as a failure before it starts; 429 past the limit or when no slot is free.
-  local ticket = failed_auth.start_bcrypt()
+  local ticket, refusal = failed_auth.start_bcrypt()
+  if not ticket then return nil, refusal end
   local ok, matched, err = ngx.run_worker_thread("gw_bcrypt", "gateway.bcrypt_worker", "first_match", password, unpack(hashes))
   local entry = ok and matched and entries[matched]
   local verified = entry and not entry.decoy
@@ -202,81 +211,82 @@ local function check_basic(encoded)
     local reason = tostring(matched)
     if reason:find("no available Lua vm", 1, true) or reason:find("task_post", 1, true) then
       ngx.log(ngx.WARN, "ollama-gateway: bcrypt verification refused: ", reason)
-      return failed_auth.busy()
+      return nil, failed_auth.BUSY
     end
   end
   if not ok or matched == nil then
     ngx.log(ngx.ERR, "ollama-gateway: bcrypt verification failed: ", tostring(ok and err or matched))
-    return errors.exit(503, "password verification is unavailable")
+    return nil, BCRYPT_UNAVAILABLE
   end
   -- The worker stops at the first match: hashes before it are known wrong, after it unknown.
   for i = 1, matched == 0 and #entries or matched do
     basic_cache:set(cache_keys[i], i == matched and 1 or 0, i == matched and config.basic_cache_ttl or config.basic_negative_ttl)
   end
   if verified then
-    entry.name = name
     return entry
   end
   -- Counted already, by start_bcrypt.
-  return errors.exit(401, BAD_PASSWORD, { ["WWW-Authenticate"] = BOTH_CHALLENGE })
+  return nil, errors.refusal(401, BAD_PASSWORD, BOTH_CHALLENGE)
 end
 
+local function by_external_service()
+  ngx_var.gw_auth = "external"
+  return external_auth.authenticate()
+end
+
+-- The caller record, or nil and the refusal. One parse of Authorization / X-API-Key and at
+-- most one API key lookup serve every method.
 local function authenticate(headers)
-  local authorization = headers["authorization"]
-  local api_key = headers["x-api-key"]
-  if type(authorization) == "table" or type(api_key) == "table" then
-    return errors.exit(400, "send exactly one Authorization or X-API-Key header")
-  end
-  if authorization and api_key then
-    return errors.exit(400, "send either Authorization or X-API-Key, not both")
-  end
+  local kind, scheme, token = credentials.parse(headers["authorization"], headers["x-api-key"])
+  if not kind then return nil, scheme end
   -- spec `externalAuth`: credentials the gateway does not recognise go to the external service.
-  if external_auth.wants(authorization, api_key) then
-    ngx_var.gw_auth = "external"
-    local record = external_auth.authenticate()
-    record.cloud = config.external_auth.cloud
-    return record
+  local external_mode = external_auth.mode
+  if external_mode == "exclusive" then return by_external_service() end
+  local shaped, jwt_like, key
+  if kind == "x-api-key" or scheme == "bearer" then
+    shaped = key_shaped(token)
+    -- spec `jwt`: a token shaped like a JWT that is not a known API key is verified as a JWT.
+    jwt_like = scheme == "bearer" and jwt.looks_like_jwt(token)
+    key = find_key(token, shaped, jwt_like)
   end
-  if api_key then
+  if external_mode and not external_auth.decided_locally(kind, scheme, key, jwt_like) then
+    return by_external_service()
+  end
+  if kind == "x-api-key" then
     ngx_var.gw_auth = "x-api-key"
-    return check_api_key(api_key, "X-API-Key")
+    return check_api_key(shaped, key, "X-API-Key")
   end
-  if not authorization then
+  if kind == "none" then
     ngx_var.gw_auth = "none"
     return unauthorized("missing credentials: send Authorization: Bearer <key>, X-API-Key or Basic credentials")
   end
-  -- The scheme is case-insensitive (RFC 9110); nothing may precede it and exactly one token follows.
-  local m = re_match(authorization, RE_AUTHORIZATION, "jo")
-  local scheme, credentials = m and m[1], m and m[2]
-  if not scheme then
+  if kind == "malformed" then
     ngx_var.gw_auth = "malformed"
     return unauthorized("malformed Authorization header")
   end
-  scheme = scheme:lower()
-  ngx_var.gw_auth = scheme:sub(1, 16)
+  ngx_var.gw_auth = str_sub(scheme, 1, 16)
   if scheme == "bearer" then
-    -- spec `jwt`: a token shaped like a JWT that is not a known API key is verified as a JWT.
-    if jwt.looks_like_jwt(credentials) and (store.api_keys_status ~= "ok"
-        or not store.api_keys[crypto.sha256_hex(credentials)]) then
+    if jwt_like and not key then
       ngx_var.gw_auth = "jwt"
-      local record = jwt.authenticate(credentials)
-      record.cloud = config.jwt.cloud
-      return record
+      return jwt.authenticate(token)
     end
-    return check_api_key(credentials, "Bearer token")
+    return check_api_key(shaped, key, "Bearer token")
   elseif scheme == "basic" then
-    return check_basic(credentials)
+    return check_basic(token)
   end
   return unauthorized("unsupported authorization scheme")
 end
 
+local ORIGIN_REFUSED = errors.refusal(403, "origin not allowed by the gateway's CORS settings", nil, "origin_not_allowed")
+
 -- CORS: the proxy answers preflights itself and is the only origin check (Origin is removed
--- before forwarding, so Ollama's own check cannot refuse what the proxy allowed).
+-- before forwarding, so Ollama's own check cannot refuse what the proxy allowed). Returns a
+-- refusal for an origin not allowed.
 local function handle_cors(headers, method)
   local origin = headers["origin"]
   if origin == nil then return end
   if type(origin) == "table" or not config.cors_origins[origin] then
-    return errors.exit(403, "origin not allowed by the gateway's CORS settings", nil, "origin_not_allowed")
+    return ORIGIN_REFUSED
   end
   ngx.ctx.cors_origin = origin
   if method == "OPTIONS" and headers["access-control-request-method"] then
@@ -357,9 +367,12 @@ function _M.handle()
     end
   end
 
-  handle_cors(headers, method)
-
-  local record = authenticate(headers)
+  local refusal = handle_cors(headers, method)
+  local record
+  if not refusal then record, refusal = authenticate(headers) end
+  if refusal then
+    return errors.exit(refusal.status, refusal.message, refusal.headers, refusal.code)
+  end
   ngx_var.gw_caller = record.name
   ngx_var.gw_scope = record.scope
 
@@ -387,14 +400,13 @@ function _M.handle()
     return errors.exit(403, asked.cloud .. " is refused by the gateway: the credential is not allowed to use Ollama's cloud features", nil, "model_not_allowed")
   end
 
-  local caller_key = record.rate_key or ((record.hash and "user:" or "key:") .. record.name)
-  local retry_after = ratelimit.take(caller_key, record.rate or config.rate)
+  local retry_after = ratelimit.take(record.rate_key, record.rate or config.rate)
   if retry_after then
     return errors.exit(429, "rate limit exceeded for " .. record.name, { ["Retry-After"] = tostring(retry_after) })
   end
 
   -- Request limits and the caller's in-flight slot (gateway/governance.lua, issue 16).
-  governance.admit(caller_key, record, asked, class, raw_path)
+  governance.admit(record.rate_key, record, asked, class, raw_path)
 
   -- spec `upstreams`: the backend(s) for the request, or an answer from all of them.
   if pool.enabled then return pool.route(method, raw_path, asked and asked.model, record, headers) end

@@ -101,6 +101,12 @@ function _M.exit(status, message, headers, code)
   return ngx.exit(status)
 end
 
+--- A refusal that a check returns instead of ending the request itself; the handler that
+--- called the check answers it with `exit(r.status, r.message, r.headers, r.code)`.
+function _M.refusal(status, message, headers, code)
+  return { status = status, message = message, headers = headers, code = code }
+end
+
 local MESSAGES = {
   [400] = "bad request",
   [401] = "unauthorized",

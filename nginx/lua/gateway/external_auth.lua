@@ -13,33 +13,32 @@
 -- user exists, and any credential of a kind whose local store is unreadable); everything else
 -- (no credentials, unknown keys, Basic when there are no local users, other schemes, cookies)
 -- goes to the service. Mode `exclusive`: every request goes to the service and local
--- credentials are not used.
+-- credentials are not used. The decision reads the credential access.lua parsed once
+-- (gateway/credentials.lua) and the API key it looked up: nothing is parsed or hashed here.
 local config = require "gateway.config"
 local store = require "gateway.store"
-local crypto = require "gateway.crypto"
 local errors = require "gateway.errors"
-local jwt = require "gateway.jwt"
+local credentials = require "gateway.credentials"
 local names = require "gateway.names"
+local scopes = require "gateway.scopes"
 
 local ngx = ngx
 local cfg = config.external_auth
 
 local _M = {}
 
-local function known_api_key(token)
-  if store.api_keys_status ~= "ok" then return true end
-  return store.api_keys[crypto.sha256_hex(token)] ~= nil
-end
+--- nil (no external service), "exclusive" or "fallback".
+_M.mode = cfg and cfg.mode
 
--- Whether the request's credential is one the gateway decides itself.
-local function local_credential(authorization, api_key)
-  if api_key then return known_api_key(api_key) end
-  if not authorization then return false end
-  local scheme, credentials = authorization:match("^(%a+) +([^ ]+)$")
-  if not scheme then return true end -- malformed: refused locally with 401
-  scheme = scheme:lower()
+--- Mode `fallback`: whether the gateway decides the credential itself. `kind`, `scheme`: from
+--- credentials.parse; `key`: the API key record for the token, false for an unknown key;
+--- `jwt_like`: whether a Bearer token is one for gateway/jwt.lua.
+function _M.decided_locally(kind, scheme, key, jwt_like)
+  if kind == "x-api-key" then return key or store.api_keys_status ~= "ok" end
+  if kind == "malformed" then return true end -- refused locally with 401
+  if kind ~= "authorization" then return false end
   if scheme == "bearer" then
-    return jwt.looks_like_jwt(credentials) or known_api_key(credentials)
+    return jwt_like or key or store.api_keys_status ~= "ok"
   elseif scheme == "basic" then
     -- While there are local Basic users, every Basic credential is decided locally: an unknown
     -- name gets the same 401 (after the same decoy bcrypt) as a known name with a wrong
@@ -49,13 +48,6 @@ local function local_credential(authorization, api_key)
   return false
 end
 
---- Whether this request is decided by the external service.
-function _M.wants(authorization, api_key)
-  if cfg == nil then return false end
-  if cfg.mode == "exclusive" then return true end
-  return not local_credential(authorization, api_key)
-end
-
 local function response_header(headers, wanted)
   for name, value in pairs(headers) do
     if name:lower() == wanted then return value end
@@ -63,34 +55,36 @@ local function response_header(headers, wanted)
   return nil
 end
 
---- Asks the service; returns the caller record { name, scope, rate_key } or ends the request.
+local UNAVAILABLE = errors.refusal(503, "the external authentication service is unavailable")
+local NO_CALLER = errors.refusal(403, "the external authentication service named no caller")
+local NO_SCOPE = errors.refusal(403, "the external authentication service granted no gateway scope", nil, "insufficient_scope")
+
+--- Asks the service; returns the caller record (gateway/credentials.lua), or nil and the refusal.
 function _M.authenticate()
   local res = ngx.location.capture("/_gw/external-auth", { method = ngx.HTTP_GET })
   local status = res.status
   if status == 401 or status == 403 then
     local challenge = response_header(res.header, "www-authenticate")
-    return errors.exit(status, status == 401 and "the external authentication service refused the credentials"
+    return nil, errors.refusal(status, status == 401 and "the external authentication service refused the credentials"
       or "the external authentication service denied access",
       status == 401 and type(challenge) == "string" and { ["WWW-Authenticate"] = challenge:sub(1, 512) } or nil)
   end
   if status < 200 or status > 299 then
     ngx.log(ngx.ERR, "ollama-gateway: external authentication service answered ", status,
       " (timeout, unreachable or failing); refusing the request")
-    return errors.exit(503, "the external authentication service is unavailable")
+    return nil, UNAVAILABLE
   end
   local exact = names.exact(response_header(res.header, cfg.name_header))
-  if not exact then
-    return errors.exit(403, "the external authentication service named no caller")
-  end
+  if not exact then return nil, NO_CALLER end
   local name = names.loggable(exact)
   ngx.var.gw_caller = name
   local scope_value = response_header(res.header, cfg.scope_header)
-  local scope = type(scope_value) == "string" and jwt.map_scope(scope_value, cfg.scope_values) or nil
-  if not scope then
-    return errors.exit(403, "the external authentication service granted no gateway scope", nil, "insufficient_scope")
-  end
+  local scope = type(scope_value) == "string" and scopes.map(scope_value, cfg.scope_values) or nil
+  if not scope then return nil, NO_SCOPE end
   -- `grants`: the header, for models granted per value (gateway/governance.lua).
-  return { name = name, scope = scope, rate_key = "ext:" .. exact, grants = scope_value }
+  local caller = credentials.caller("external", name, scope, exact)
+  caller.grants, caller.cloud = scope_value, cfg.cloud
+  return caller
 end
 
 return _M

@@ -4,7 +4,8 @@
 --               so concurrent wrong passwords cannot all get a bcrypt before the first is counted
 --   "t:<addr>"  failed API keys and JWTs
 --   "f:<addr>"  bcrypt verifications in flight for the address
--- Past a limit the answer is 429 JSON with Retry-After, never a 5xx.
+-- Past a limit the answer is 429 JSON with Retry-After, never a 5xx. The functions return the
+-- refusal (gateway/errors.lua); the caller's handler answers it.
 local config = require "gateway.config"
 local errors = require "gateway.errors"
 
@@ -28,53 +29,52 @@ end
 
 local function too_many(key)
   local ttl = failures:ttl(key)
-  return errors.exit(429, "too many failed authentication attempts from this address; retry later",
+  return errors.refusal(429, "too many failed authentication attempts from this address; retry later",
     { ["Retry-After"] = tostring(max(1, ceil(ttl or cfg.window_seconds))) })
 end
 
-local function busy()
-  return errors.exit(429, "too many password checks in progress; retry shortly", { ["Retry-After"] = "1" })
-end
-_M.busy = busy
+local BUSY = errors.refusal(429, "too many password checks in progress; retry shortly", { ["Retry-After"] = "1" })
+--- The refusal when the bcrypt capacity is taken.
+_M.BUSY = BUSY
 
 -- Counts one failure under `key`; the first one of a window starts the window.
 local function count(key)
   return failures:incr(key, 1, 0, cfg.window_seconds) or 0
 end
 
---- A refused API key or JWT: 401 with `headers`, or 429 once the address has had more than
---- `failedAuth.token` of them in the window. Checking a key costs one digest lookup, so a valid
+--- A refused API key or JWT: the refusal, 401 with `headers`, or 429 once the address has had
+--- more than `failedAuth.token` of them in the window. Checking a key costs one digest lookup, so a valid
 --- key from such an address is still served (see docs/security.md).
 function _M.token_refused(message, headers)
   local key = "t:" .. client()
   if count(key) > cfg.token then return too_many(key) end
-  return errors.exit(401, message, headers)
+  return errors.refusal(401, message, headers)
 end
 
 --- A refused Basic login that cost no bcrypt (malformed, cached wrong password): counted,
---- then 401 with `headers`, or 429 past `failedAuth.basic`.
+--- then the refusal: 401 with `headers`, or 429 past `failedAuth.basic`.
 function _M.basic_refused(message, headers)
   local key = "b:" .. client()
   if count(key) > cfg.basic then return too_many(key) end
-  return errors.exit(401, message, headers)
+  return errors.refusal(401, message, headers)
 end
 
 --- Before a bcrypt verification: counts it as a failure, then takes an in-flight slot for the
---- address and one for this worker. Returns a ticket for `finish_bcrypt`, or ends the request
---- with 429 (past the failure limit, or no slot free: then nothing stays counted).
+--- address and one for this worker. Returns a ticket for `finish_bcrypt`, or nil and a 429
+--- refusal (past the failure limit, or no slot free: then nothing stays counted).
 function _M.start_bcrypt()
   local addr = client()
   local failed_key, flight_key = "b:" .. addr, "f:" .. addr
-  if count(failed_key) > cfg.basic then return too_many(failed_key) end
+  if count(failed_key) > cfg.basic then return nil, too_many(failed_key) end
   if in_flight >= cfg.bcrypt_per_worker then
     failures:incr(failed_key, -1)
-    return busy()
+    return nil, BUSY
   end
   -- The TTL only bounds a count a crashed worker never gave back.
   if (failures:incr(flight_key, 1, 0, 60) or 0) > cfg.bcrypt_per_address then
     failures:incr(flight_key, -1)
     failures:incr(failed_key, -1)
-    return busy()
+    return nil, BUSY
   end
   in_flight = in_flight + 1
   return { failed_key = failed_key, flight_key = flight_key }

@@ -54,7 +54,7 @@ end
 -- The union of the models that `granted` (a claim or header) grants through `grants`.
 local function union_of(grants, granted)
   local union = { exact = {}, globs = {} }
-  for _, value in ipairs(require("gateway.jwt").granted_values(granted)) do
+  for _, value in ipairs(require("gateway.scopes").granted_values(granted)) do
     local listed = grants[value]
     if listed then
       for name in pairs(listed.exact) do union.exact[name] = true end

@@ -8,6 +8,7 @@
 local config = require "gateway.config"
 local store = require "gateway.store"
 local errors = require "gateway.errors"
+local credentials = require "gateway.credentials"
 local json = require "gateway.json"
 local jws = require "gateway.jws"
 local names = require "gateway.names"
@@ -19,13 +20,15 @@ local cfg = config.jwt
 
 local _M = {}
 
-local CHALLENGE = 'Bearer realm="' .. config.realm .. '", error="invalid_token"'
+local CHALLENGE = { ["WWW-Authenticate"] = 'Bearer realm="' .. config.realm .. '", error="invalid_token"' }
 local SEGMENT = "[%w%-_]+"
 local JWT_SHAPE = "^" .. SEGMENT .. "%." .. SEGMENT .. "%." .. SEGMENT .. "$"
 
+local KEYS_UNAVAILABLE = errors.refusal(503, "JWT verification keys are unavailable: the gateway's credential store could not be read")
+
 -- Counted per client address with wrong API keys (gateway/failed_auth.lua).
 local function unauthorized(message)
-  return failed_auth.token_refused(message, { ["WWW-Authenticate"] = CHALLENGE })
+  return nil, failed_auth.token_refused(message, CHALLENGE)
 end
 
 --- Whether a Bearer token is one for this module: JWT is configured and the token is three
@@ -46,31 +49,6 @@ local function b64url_decode(segment)
   local again = ngx.encode_base64(decoded, true):gsub("[%+/]", { ["+"] = "-", ["/"] = "_" })
   if again ~= segment then return nil end
   return decoded
-end
-
---- The highest gateway scope that `granted` (a space-separated string or an array of strings)
---- maps to through `values` (claim value -> gateway scope), or nil.
---- The values a scope claim or header grants: the words of a string (spaces or commas between
---- them), or the strings of an array.
-function _M.granted_values(granted)
-  local values = {}
-  if type(granted) == "string" then
-    for word in granted:gmatch("[^%s,]+") do values[#values + 1] = word end
-  elseif json.is_array(granted) then
-    for _, v in ipairs(granted) do
-      if type(v) == "string" then values[#values + 1] = v end
-    end
-  end
-  return values
-end
-
-function _M.map_scope(granted, values)
-  local best
-  for _, v in ipairs(_M.granted_values(granted)) do
-    local scope = values[v]
-    if scope then best = scopes.higher(best, scope) end
-  end
-  return best
 end
 
 local function audience_matches(aud)
@@ -108,15 +86,15 @@ local function verify_signature(alg, kid, input, signature)
   return false, "invalid token signature"
 end
 
---- Verifies `token` and returns the caller record { name, scope, rate_key }, or ends the
---- request: 401 for a token that is not valid, 403 for a valid one that grants no scope,
---- 503 when the key file is unusable.
+--- Verifies `token` and returns the caller record (gateway/credentials.lua), or nil and the
+--- refusal: 401 for a token that is not valid (429 past `failedAuth.token`), 403 for a valid one
+--- that grants no scope, 503 when the key file is unusable.
 function _M.authenticate(token)
   if #token > cfg.max_token_bytes then
     return unauthorized("token too large")
   end
   if store.jwt_keys_status ~= "ok" then
-    return errors.exit(503, "JWT verification keys are unavailable: the gateway's credential store could not be read")
+    return nil, KEYS_UNAVAILABLE
   end
   local h64, p64, s64 = token:match("^([^.]+)%.([^.]+)%.([^.]+)$")
   local header_text = h64 and b64url_decode(h64)
@@ -174,13 +152,14 @@ function _M.authenticate(token)
   end
   local name = names.loggable(exact)
   ngx.var.gw_caller = name
-  local scope = _M.map_scope(claims[cfg.scope_claim], cfg.scope_values)
+  local scope = scopes.map(claims[cfg.scope_claim], cfg.scope_values)
   if not scope then
-    return errors.exit(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
+    return nil, errors.refusal(403, "the token grants no gateway scope (claim '" .. cfg.scope_claim .. "')", nil, "insufficient_scope")
   end
-  -- The bucket is the exact name: two callers whose names log alike never share one. `grants`:
-  -- the claim, for models granted per value (gateway/governance.lua).
-  return { name = name, scope = scope, rate_key = "jwt:" .. exact, grants = claims[cfg.scope_claim] }
+  -- `grants`: the claim, for models granted per value (gateway/governance.lua).
+  local caller = credentials.caller("jwt", name, scope, exact)
+  caller.grants, caller.cloud = claims[cfg.scope_claim], cfg.cloud
+  return caller
 end
 
 return _M

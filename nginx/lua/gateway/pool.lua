@@ -271,7 +271,7 @@ function _M.route(method, path, model, record, headers)
     if aggregate.handles(path) then return aggregate.answer(path) end
   end
   local key = model and model ~= "" and _M.model_key(model) or nil
-  local caller_key = pool.affinity_caller and ("caller:" .. (record.rate_key or record.name)) or nil
+  local caller_key = pool.affinity_caller and ("caller:" .. record.rate_key) or nil
   local list, full = _M.candidates(key, caller_key and dict:get(caller_key))
   if #list == 0 then
     if full then

@@ -5,15 +5,17 @@
 -- Fails closed: a missing, empty, unreadable, truncated or malformed file leaves its kind of
 -- credential refused (503) until the file is fixed, and logs one clear error line.
 local ffi = require "ffi"
+local credentials = require "gateway.credentials"
 
 pcall(ffi.cdef, [[
   int stat(const char *path, void *buf);
 ]])
 
 local _M = {
-  api_keys = {},            -- sha256 hex -> { name, scope, not_after, rate }
+  -- Records are caller records (gateway/credentials.lua), built once per load.
+  api_keys = {},            -- sha256 hex -> { name, scope, method, rate_key, not_after, rate, cloud }
   api_keys_status = "not loaded",
-  users = {},               -- name -> list of { hash, scope, not_after, rate }
+  users = {},               -- name -> list of { hash, name, scope, method, rate_key, not_after, rate, cloud }
   users_status = "not loaded",
 }
 
@@ -106,8 +108,7 @@ local function parse_api_keys(content)
       return nil, "entry " .. i .. " repeats the name " .. name .. " (" .. slot .. ")"
     end
     slots[name .. "\0" .. slot] = true
-    record.name = name
-    keys[digest] = record
+    keys[digest] = credentials.caller("api_key", name, record.scope, nil, record)
   end
   return keys
 end
@@ -125,6 +126,7 @@ local function parse_htpasswd(content)
     local record, attr_err = parse_attributes(scope, slot, not_after, rate)
     if not record then return nil, "entry " .. i .. ": " .. attr_err end
     record.hash = hash
+    credentials.caller("basic", name, record.scope, nil, record)
     local list = users[name] or {}
     for _, other in ipairs(list) do
       if other.slot == slot then
