@@ -1,8 +1,9 @@
 /**
  * The string formats stack config arrives in (Pulumi hands every value over as a string, lists
- * as JSON text): coercion to each key's type, and the parsers for `name:scope`, `rps/burst`,
- * `name:every:overlap`, scope values, public keys, JWKS and supplied secrets. Each parser adds
- * its problems to `errors` (key, bad value, fix) and never throws.
+ * as JSON text), each a zod schema whose transform parses it: each key's type, `name:scope`,
+ * `rps/burst`, scope values, public keys, JSON objects and supplied secrets (`name:every:overlap`
+ * is in rotationConfig.ts, CIDR blocks in bundle/addresses.ts). `parseFormat` (messages.ts) runs
+ * them: problems are worded by the spec's formatter (key, bad value, fix), never thrown.
  */
 import { z } from "zod";
 import { MODEL_NAME, pullResourceSuffix } from "../bundle/models";
@@ -14,29 +15,34 @@ import type { CredentialConfig, ScopeValues } from "./settings";
 
 /**
  * A string format: `parse` gives the value or undefined, and then `fix` ("use ...") is the
- * problem, worded with the bad value as the spec words its own.
+ * problem, worded with the bad value as the spec words its own; `hide` words a secret's instead.
  */
-export const stringFormat = <T>(parse: (raw: string) => T | undefined, fix: string) =>
+export const stringFormat = <T>(parse: (raw: string) => T | undefined, fix: string, hide?: (raw: string) => string) =>
   z.string().transform((raw, ctx) => {
     const value = parse(raw);
     if (value !== undefined) return value;
-    ctx.addIssue({ code: "custom", input: raw, message: fix });
+    ctx.addIssue(hide ? { code: "custom", input: VALUE_IN_MESSAGE, message: `is ${hide(raw)}; ${fix}` } : { code: "custom", input: raw, message: fix });
     return z.NEVER;
   });
 
+function jsonOf(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+}
+
 /** JSON text holding an object; `hidden` keeps a secret's text out of the message. */
 export const jsonObject = (fix: string, hidden = false) =>
-  z.string().transform((raw, ctx) => {
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      value = undefined;
-    }
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-    ctx.addIssue(hidden ? { code: "custom", input: VALUE_IN_MESSAGE, message: `is not a JSON object (value not shown); ${fix}` } : { code: "custom", input: raw, message: fix });
-    return z.NEVER;
-  });
+  stringFormat(
+    (raw) => {
+      const value = jsonOf(raw);
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    },
+    fix,
+    hidden ? () => "not a JSON object (value not shown)" : undefined,
+  );
 
 export const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 /** Kubernetes object names: a DNS-1123 label (namespaces) or subdomain (most others). */
@@ -95,32 +101,30 @@ export const plainSchema = z.object({
   k8sIngressTlsSecret: z.string().regex(DNS_SUBDOMAIN, { error: "use a Secret name such as `ollama-tls` (lowercase letters, digits, `-`, `.`)" }).optional(),
 });
 
+/** Each key type's format: how Pulumi hands its values over (lists as JSON text). */
+function typeFormat(type: Exclude<KeyType, "string">, example: unknown, hide?: (raw: string) => string): z.ZodType<unknown> {
+  switch (type) {
+    case "integer":
+      return stringFormat((raw) => (/^-?[0-9]+$/.test(raw.trim()) ? Number(raw) : undefined), `use a whole number such as ${example}`, hide);
+    case "boolean":
+      return stringFormat((raw) => (raw === "true" || raw === "false" ? raw === "true" : undefined), "use `true` or `false`", hide);
+    case "array":
+      return stringFormat(
+        (raw) => {
+          const value = jsonOf(raw);
+          return Array.isArray(value) && value.every((item) => typeof item === "string") ? (value as string[]) : undefined;
+        },
+        "use a list of strings (in Pulumi.<stack>.yaml a YAML list)",
+        hide,
+      );
+  }
+}
+
 /** Coerces one raw string to its declared type; undefined + a message when it does not parse. */
 export function coerce(name: string, raw: string, type: KeyType, secret: boolean, errors: string[]): unknown {
-  const shown = secret ? secretShown(raw) : show(raw);
-  switch (type) {
-    case "string":
-      return raw;
-    case "integer":
-      if (/^-?[0-9]+$/.test(raw.trim())) return Number(raw);
-      errors.push(`${key(name)} is ${shown}; use a whole number such as ${CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1}.`);
-      return undefined;
-    case "boolean":
-      if (raw === "true" || raw === "false") return raw === "true";
-      errors.push(`${key(name)} is ${shown}; use \`true\` or \`false\`.`);
-      return undefined;
-    case "array": {
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        value = undefined;
-      }
-      if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
-      errors.push(`${key(name)} is ${shown}; use a list of strings (in Pulumi.<stack>.yaml a YAML list).`);
-      return undefined;
-    }
-  }
+  if (type === "string") return raw;
+  const example = CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1;
+  return parseFormat(typeFormat(type, example, secret ? secretShown : undefined), name, raw, errors);
 }
 
 /** `name:scope`; the scope is after the last colon so names stay free of it (the spec checks both). */
