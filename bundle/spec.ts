@@ -4,8 +4,8 @@
  * The CLI (`npm run render`) reads it from JSON; the Pulumi components build it from stack
  * config. Both go through `parseSpec`, so a bad value gets the same message everywhere.
  */
-import net from "node:net";
 import { z } from "zod";
+import { cidr, trustedProxyCidr } from "./addresses";
 import { credentialGovernanceFields, metricsSchema, modelGrantsSchema, requestLimitsSchema } from "./governance";
 import { JWT_ALGORITHMS, publicKeyFromJwk, publicKeyFromPem, secretBytes } from "./jwt";
 
@@ -231,50 +231,6 @@ const externalAuthSection = z.strictObject({
   cloud: z.boolean().default(false),
   /** Models per granted value (bundle/governance.ts); absent: every model. */
   modelGrants: modelGrantsSchema,
-});
-
-/** `10.0.0.0/8`, `2001:db8::/32` or a single address; host bits must be zero. */
-export function cidrProblem(value: string): string | undefined {
-  const [address, prefix, extra] = value.split("/");
-  const family = net.isIPv4(address) ? 4 : net.isIPv6(address) ? 6 : 0;
-  if (!family || extra !== undefined) return "use an IPv4 or IPv6 address or CIDR block such as 10.0.0.0/8";
-  const bits = family === 4 ? 32 : 128;
-  if (prefix === undefined) return undefined;
-  if (!/^[0-9]{1,3}$/.test(prefix) || Number(prefix) > bits) return `use a prefix length from 0 to ${bits}`;
-  const value128 = family === 4 ? ipv4ToBigInt(address) : ipv6ToBigInt(address);
-  const hostMask = (1n << BigInt(bits - Number(prefix))) - 1n;
-  if ((value128 & hostMask) !== 0n) return "has host bits set; use the network address of the block";
-  return undefined;
-}
-function ipv4ToBigInt(address: string): bigint {
-  return address.split(".").reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-}
-function ipv6ToBigInt(address: string): bigint {
-  let text = address;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const n = ipv4ToBigInt(v4[1]);
-    text = `${text.slice(0, -v4[1].length)}${(n >> 16n).toString(16)}:${(n & 0xffffn).toString(16)}`;
-  }
-  const [head, tail] = text.split("::");
-  const headParts = head ? head.split(":") : [];
-  const tailParts = tail !== undefined && tail !== "" ? tail.split(":") : [];
-  const zeros = tail !== undefined ? 8 - headParts.length - tailParts.length : 0;
-  const parts = [...headParts, ...Array(zeros).fill("0"), ...tailParts];
-  return parts.reduce((acc, part) => (acc << 16n) | BigInt(parseInt(part, 16)), 0n);
-}
-const cidr = z.string().superRefine((value, ctx) => {
-  const problem = cidrProblem(value);
-  if (problem) ctx.addIssue({ code: "custom", input: value, message: problem });
-});
-/** A trusted proxy's block: as `cidr`, but never every address (any client could then pick its own). */
-const trustedProxyCidr = cidr.superRefine((value, ctx) => {
-  if (cidrProblem(value) === undefined && /\/0+$/.test(value))
-    ctx.addIssue({
-      code: "custom",
-      input: value,
-      message: "trusts every address, so any client could choose the address it is seen with; list your load balancers' addresses",
-    });
 });
 
 /** The Ollama server the proxy reaches when neither `upstream` nor `upstreams` is set. */

@@ -8,7 +8,8 @@ import { isIP } from "node:net";
 import { GPU_DEVICE_ID, gpuBackendName, LOCAL_BACKEND_NAME, ollamaUrlAt } from "../bundle/backends";
 import { gatewaySpecSchema } from "../bundle/spec";
 import { CONFIG_DEFAULTS } from "./keys";
-import { key, show, withPeriod } from "./messages";
+import { stringFormat } from "./formats";
+import { key, parseFormat, show, withPeriod } from "./messages";
 import type { OllamaBackendsSettings } from "./settings";
 
 type Get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (typeof CONFIG_DEFAULTS)[K];
@@ -23,13 +24,13 @@ function checkBackend(label: string, item: string, name: string, url: string, er
       errors.push(`${key(label)} is ${show(item)}: its ${String(issue.path[issue.path.length - 1])} ${show(issue.path.includes("name") ? name : url)} is refused; ${withPeriod(issue.message)}`);
 }
 
-/** `name=value` -> [name, value], or an error naming the expected shape. */
-function splitNamed(label: string, item: string, shape: string, errors: string[]): [string, string] | undefined {
-  const eq = item.indexOf("=");
-  if (eq > 0) return [item.slice(0, eq).trim(), item.slice(eq + 1).trim()];
-  errors.push(`${key(label)} is ${show(item)}; use ${shape}.`);
-  return undefined;
-}
+/** `name=value` -> [name, value], or a problem naming the expected shape. */
+const namedEntry = (shape: string) =>
+  stringFormat((item): [string, string] | undefined => {
+    const eq = item.indexOf("=");
+    return eq > 0 ? [item.slice(0, eq).trim(), item.slice(eq + 1).trim()] : undefined;
+  }, `use ${shape}`);
+const splitNamed = (label: string, item: string, shape: string, errors: string[]) => parseFormat(namedEntry(shape), label, item, errors);
 
 function parseGpuDevices(list: string[], errors: string[]): string[][] {
   const owner = new Map<string, number>();

@@ -1,27 +1,48 @@
 /**
  * The string formats stack config arrives in (Pulumi hands every value over as a string, lists
- * as JSON text): coercion to each key's type, and the parsers for `name:scope`, `rps/burst`,
- * `name:every:overlap`, scope values, public keys, JWKS and supplied secrets. Each parser adds
- * its problems to `errors` (key, bad value, fix) and never throws.
+ * as JSON text), each a zod schema whose transform parses it: each key's type, `name:scope`,
+ * `rps/burst`, scope values, public keys, JSON objects and supplied secrets (`name:every:overlap`
+ * is in rotationConfig.ts, CIDR blocks in bundle/addresses.ts). `parseFormat` (messages.ts) runs
+ * them: problems are worded by the spec's formatter (key, bad value, fix), never thrown.
  */
 import { z } from "zod";
 import { MODEL_NAME, pullResourceSuffix } from "../bundle/models";
 import { gatewaySpecSchema, type Scope, SCOPES } from "../bundle/spec";
 import { SERVICE_TYPES, TARGETS } from "../bundle/targets";
 import { CONFIG_DEFAULTS, CONFIG_KEYS, DEFAULT_OLLAMA_IMAGE, type KeyType, TLS_MODES } from "./keys";
-import { key, secretShown, show, withPeriod } from "./messages";
+import { key, parseEach, parseFormat, secretShown, show, VALUE_IN_MESSAGE, withPeriod } from "./messages";
 import type { CredentialConfig, ScopeValues } from "./settings";
 
-/** The JSON object in `raw`, or undefined when it is not valid JSON or not an object. */
-export function parseJsonObject(raw: string): Record<string, unknown> | undefined {
-  let value: unknown;
+/**
+ * A string format: `parse` gives the value or undefined, and then `fix` ("use ...") is the
+ * problem, worded with the bad value as the spec words its own; `hide` words a secret's instead.
+ */
+export const stringFormat = <T>(parse: (raw: string) => T | undefined, fix: string, hide?: (raw: string) => string) =>
+  z.string().transform((raw, ctx) => {
+    const value = parse(raw);
+    if (value !== undefined) return value;
+    ctx.addIssue(hide ? { code: "custom", input: VALUE_IN_MESSAGE, message: `is ${hide(raw)}; ${fix}` } : { code: "custom", input: raw, message: fix });
+    return z.NEVER;
+  });
+
+function jsonOf(raw: string): unknown {
   try {
-    value = JSON.parse(raw);
+    return JSON.parse(raw);
   } catch {
     return undefined;
   }
-  return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
 }
+
+/** JSON text holding an object; `hidden` keeps a secret's text out of the message. */
+export const jsonObject = (fix: string, hidden = false) =>
+  stringFormat(
+    (raw) => {
+      const value = jsonOf(raw);
+      return typeof value === "object" && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+    },
+    fix,
+    hidden ? () => "not a JSON object (value not shown)" : undefined,
+  );
 
 export const DNS_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 /** Kubernetes object names: a DNS-1123 label (namespaces) or subdomain (most others). */
@@ -80,76 +101,69 @@ export const plainSchema = z.object({
   k8sIngressTlsSecret: z.string().regex(DNS_SUBDOMAIN, { error: "use a Secret name such as `ollama-tls` (lowercase letters, digits, `-`, `.`)" }).optional(),
 });
 
+/** Each key type's format: how Pulumi hands its values over (lists as JSON text). */
+function typeFormat(type: Exclude<KeyType, "string">, example: unknown, hide?: (raw: string) => string): z.ZodType<unknown> {
+  switch (type) {
+    case "integer":
+      return stringFormat((raw) => (/^-?[0-9]+$/.test(raw.trim()) ? Number(raw) : undefined), `use a whole number such as ${example}`, hide);
+    case "boolean":
+      return stringFormat((raw) => (raw === "true" || raw === "false" ? raw === "true" : undefined), "use `true` or `false`", hide);
+    case "array":
+      return stringFormat(
+        (raw) => {
+          const value = jsonOf(raw);
+          return Array.isArray(value) && value.every((item) => typeof item === "string") ? (value as string[]) : undefined;
+        },
+        "use a list of strings (in Pulumi.<stack>.yaml a YAML list)",
+        hide,
+      );
+  }
+}
+
 /** Coerces one raw string to its declared type; undefined + a message when it does not parse. */
 export function coerce(name: string, raw: string, type: KeyType, secret: boolean, errors: string[]): unknown {
-  const shown = secret ? secretShown(raw) : show(raw);
-  switch (type) {
-    case "string":
-      return raw;
-    case "integer":
-      if (/^-?[0-9]+$/.test(raw.trim())) return Number(raw);
-      errors.push(`${key(name)} is ${shown}; use a whole number such as ${CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1}.`);
-      return undefined;
-    case "boolean":
-      if (raw === "true" || raw === "false") return raw === "true";
-      errors.push(`${key(name)} is ${shown}; use \`true\` or \`false\`.`);
-      return undefined;
-    case "array": {
-      let value: unknown;
-      try {
-        value = JSON.parse(raw);
-      } catch {
-        value = undefined;
-      }
-      if (Array.isArray(value) && value.every((item) => typeof item === "string")) return value;
-      errors.push(`${key(name)} is ${shown}; use a list of strings (in Pulumi.<stack>.yaml a YAML list).`);
-      return undefined;
-    }
-  }
+  if (type === "string") return raw;
+  const example = CONFIG_DEFAULTS[name as keyof typeof CONFIG_DEFAULTS] ?? 1;
+  return parseFormat(typeFormat(type, example, secret ? secretShown : undefined), name, raw, errors);
 }
 
-/** `name:scope` -> entry; the scope is after the last colon so names stay free of it. */
-export function parseCredentialList(name: string, list: string[], errors: string[]): CredentialConfig[] {
-  const entries: CredentialConfig[] = [];
-  list.forEach((item, i) => {
-    const at = item.lastIndexOf(":");
-    if (at <= 0) {
-      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<name>:<scope>\`, such as \`app:inference\`.`);
-      return;
-    }
-    entries.push({ name: item.slice(0, at), scope: item.slice(at + 1) as Scope });
-  });
-  return entries;
-}
+/** `name:scope`; the scope is after the last colon so names stay free of it (the spec checks both). */
+export const credentialEntry = stringFormat((item): CredentialConfig | undefined => {
+  const at = item.lastIndexOf(":");
+  return at <= 0 ? undefined : { name: item.slice(0, at), scope: item.slice(at + 1) as Scope };
+}, "use `<name>:<scope>`, such as `app:inference`");
 
-export function parseRateLimit(raw: string, errors: string[]) {
+/** `apiKeys`/`basicUsers`: the entries that parse (each bad one is reported). */
+export const parseCredentialList = (name: string, list: string[], errors: string[]): CredentialConfig[] =>
+  parseEach(credentialEntry, name, list, errors).filter((entry) => entry !== undefined);
+
+export const rateLimitFormat = stringFormat((raw) => {
   const match = /^([0-9]+(?:\.[0-9]+)?)\/([0-9]+)$/.exec(raw);
-  if (match) return { requestsPerSecond: Number(match[1]), burst: Number(match[2]) };
-  errors.push(`${key("rateLimit")} is ${show(raw)}; use \`<requests per second>/<burst>\`, such as \`20/40\`.`);
-  return undefined;
-}
+  return match ? { requestsPerSecond: Number(match[1]), burst: Number(match[2]) } : undefined;
+}, "use `<requests per second>/<burst>`, such as `20/40`");
 
-/** Messages for supplied keys and passwords, from the gateway spec's own rules, without values. */
-export function checkSuppliedSecret(field: "key" | "password", value: unknown, label: string, name: string, errors: string[]) {
-  if (typeof value !== "string") {
-    errors.push(`${key(label)} is of type ${value === null ? "null" : typeof value}; use a string.`);
-    return;
-  }
-  const entry = field === "key" ? { name, scope: "read", key: value } : { name, scope: "read", password: value };
-  const result = gatewaySpecSchema.safeParse({ [field === "key" ? "apiKeys" : "basicUsers"]: [entry] });
-  if (result.success) return;
-  for (const issue of result.error.issues) errors.push(`${key(label)} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
-}
+/** A secret checked by the gateway spec's own rule for it (`probe` puts it where the spec has it); no message shows it. */
+const specSecret = (probe: (secret: string) => unknown) =>
+  z.unknown().transform((value, ctx) => {
+    if (typeof value !== "string") {
+      ctx.addIssue({ code: "custom", input: VALUE_IN_MESSAGE, message: `is of type ${value === null ? "null" : typeof value}; use a string` });
+      return z.NEVER;
+    }
+    const result = gatewaySpecSchema.safeParse(probe(value));
+    for (const issue of result.error?.issues ?? []) ctx.addIssue({ code: "custom", input: VALUE_IN_MESSAGE, message: `is ${secretShown(value)}; ${withPeriod(issue.message)}` });
+    return result.success ? value : z.NEVER;
+  });
 
+export const hs256SecretFormat = specSecret((secret) => ({ jwt: { issuer: "x", audience: "x", algorithms: ["HS256"], hs256Secrets: [{ secret }] } }));
+/** A supplied key or password, under the name of its entry (the spec's messages name it). */
+const suppliedSecret = (group: "apiKeys" | "basicUsers", name: string) =>
+  specSecret((secret) => ({ [group]: [{ name, scope: "read", [group === "apiKeys" ? "key" : "password"]: secret }] }));
+const suppliedSecretsFormat = jsonObject('use JSON such as {"apiKeys": {"app": "<key>"}, "basicUsers": {"alice": "<password>"}}', true);
+
+/** `suppliedSecrets`: each secret of a known entry that passes the spec's rules for it. */
 export function parseSuppliedSecrets(raw: string, settings: { apiKeys: CredentialConfig[]; basicUsers: CredentialConfig[] }, errors: string[]) {
   const supplied = { apiKeys: new Map<string, string>(), basicUsers: new Map<string, string>() };
-  const value = parseJsonObject(raw);
-  if (!value) {
-    errors.push(
-      `${key("suppliedSecrets")} is not a JSON object (value not shown); use JSON such as {"apiKeys": {"app": "<key>"}, "basicUsers": {"alice": "<password>"}}.`,
-    );
-    return supplied;
-  }
+  const value = parseFormat(suppliedSecretsFormat, "suppliedSecrets", raw, errors) ?? {};
   for (const [group, entries] of Object.entries(value)) {
     if (group !== "apiKeys" && group !== "basicUsers") {
       errors.push(`${key("suppliedSecrets")} has unknown field \`${group}\`; use \`apiKeys\` and \`basicUsers\`.`);
@@ -161,71 +175,64 @@ export function parseSuppliedSecrets(raw: string, settings: { apiKeys: Credentia
     }
     const known = new Set(settings[group].map((entry) => entry.name));
     for (const [name, secret] of Object.entries(entries as Record<string, unknown>)) {
-      const label = `suppliedSecrets.${group}.${name}`;
       if (!known.has(name)) {
-        errors.push(`${key(label)} names no entry of ${key(group)}; add \`${name}:<scope>\` there or remove the secret.`);
+        errors.push(`${key(`suppliedSecrets.${group}.${name}`)} names no entry of ${key(group)}; add \`${name}:<scope>\` there or remove the secret.`);
         continue;
       }
-      checkSuppliedSecret(group === "apiKeys" ? "key" : "password", secret, label, name, errors);
+      // A secret the spec refuses is still recorded as supplied, so no rule reads it as generated.
+      parseFormat(suppliedSecret(group, name), `suppliedSecrets.${group}.${name}`, secret, errors);
       if (typeof secret === "string") supplied[group].set(name, secret);
     }
   }
   return supplied;
 }
 
+/** `<value>:<scope>`, as `jwtScopeValues` and `externalAuthScopeValues` list them. */
+export const scopeValueEntry = z.string().transform((item, ctx) => {
+  const at = item.lastIndexOf(":");
+  const scope = item.slice(at + 1);
+  if (at <= 0) ctx.addIssue({ code: "custom", input: item, message: "use `<value>:<scope>`, such as `ollama-users:inference`" });
+  else if (!(SCOPES as readonly string[]).includes(scope)) ctx.addIssue({ code: "custom", path: ["scope"], input: scope, message: "use one of `read`, `inference`, `admin`" });
+  else return { value: item.slice(0, at), scope: scope as Scope };
+  return z.NEVER;
+});
+
 /** `<value>:<scope>` entries -> the spec's `scopeValues`, and where each value came from. */
 export function parseScopeValues(name: string, list: string[], errors: string[]): { values?: ScopeValues; sources: Record<Scope, number[]> } {
   const values: ScopeValues = { read: [], inference: [], admin: [] };
   const sources: Record<Scope, number[]> = { read: [], inference: [], admin: [] };
-  list.forEach((item, i) => {
-    const at = item.lastIndexOf(":");
-    if (at <= 0) {
-      errors.push(`${key(`${name}[${i}]`)} is ${show(item)}; use \`<value>:<scope>\`, such as \`ollama-users:inference\`.`);
-      return;
-    }
-    const scope = item.slice(at + 1);
-    if (!(SCOPES as readonly string[]).includes(scope)) {
-      errors.push(`${key(`${name}[${i}].scope`)} is ${show(scope)}; use one of \`read\`, \`inference\`, \`admin\`.`);
-      return;
-    }
-    values[scope as Scope].push(item.slice(0, at));
-    sources[scope as Scope].push(i);
+  parseEach(scopeValueEntry, name, list, errors).forEach((entry, i) => {
+    if (!entry) return;
+    values[entry.scope].push(entry.value);
+    sources[entry.scope].push(i);
   });
   return { values: list.length > 0 ? values : undefined, sources };
 }
 
-/** A PEM, optionally preceded by `<kid>:` (the key id tokens name in their header). */
-export function parsePublicKeys(list: string[], errors: string[]): { kid?: string; pem: string }[] {
-  return list.map((item, i) => {
-    const begin = item.indexOf("-----BEGIN");
-    const prefix = (begin < 0 ? "" : item.slice(0, begin)).trim();
-    const pem = begin < 0 ? item : item.slice(begin);
-    if (prefix === "") return { pem };
-    if (!prefix.endsWith(":") || prefix.length === 1) {
-      errors.push(`${key(`jwtPublicKeysPem[${i}]`)} starts with ${show(prefix)}; give the PEM alone, or \`<kid>:\` then the PEM, such as \`2026-01:\\n-----BEGIN PUBLIC KEY-----...\`.`);
-      return { pem };
-    }
-    return { kid: prefix.slice(0, -1).trim(), pem };
-  });
+/** What comes before a PEM (a `<kid>:` or nothing), and the PEM. */
+function splitPem(item: string): { prefix: string; pem: string } {
+  const begin = item.indexOf("-----BEGIN");
+  return begin < 0 ? { prefix: "", pem: item } : { prefix: item.slice(0, begin).trim(), pem: item.slice(begin) };
 }
 
-export function parseJwks(raw: string, errors: string[]): unknown {
-  const value = parseJsonObject(raw);
-  if (value) return value;
-  errors.push(
-    `${key("jwtJwks")} is ${show(raw)}; use a JWKS document as JSON, {"keys": [...]} (\`curl -s https://<issuer>/.well-known/jwks.json | pulumi config set jwtJwks\`).`,
-  );
-  return undefined;
-}
-
-/** The HS256 secret against the gateway spec's own rule, without its value. */
-export function checkHs256Secret(value: string, errors: string[]) {
-  const result = gatewaySpecSchema.safeParse({
-    jwt: { issuer: "x", audience: "x", algorithms: ["HS256"], hs256Secrets: [{ secret: value }] },
+/** A PEM, optionally preceded by `<kid>:` (the key id tokens name in their header); the spec checks the PEM. */
+export const publicKeyEntry = z.string().transform((item, ctx): { kid?: string; pem: string } => {
+  const { prefix, pem } = splitPem(item);
+  if (prefix === "") return { pem };
+  if (prefix.endsWith(":") && prefix.length > 1) return { kid: prefix.slice(0, -1).trim(), pem };
+  ctx.addIssue({
+    code: "custom",
+    input: VALUE_IN_MESSAGE,
+    message: `starts with ${show(prefix)}; give the PEM alone, or \`<kid>:\` then the PEM, such as \`2026-01:\\n-----BEGIN PUBLIC KEY-----...\``,
   });
-  if (result.success) return;
-  for (const issue of result.error.issues) errors.push(`${key("jwtHs256Secret")} is ${secretShown(value)}; ${withPeriod(issue.message)}`);
-}
+  return z.NEVER;
+});
+
+/** `jwtPublicKeysPem`: every key, its PEM checked by the spec even when its kid prefix is refused. */
+export const parsePublicKeys = (list: string[], errors: string[]) =>
+  parseEach(publicKeyEntry, "jwtPublicKeysPem", list, errors).map((entry, i) => entry ?? { pem: splitPem(list[i]).pem });
+
+export const jwksFormat = jsonObject('use a JWKS document as JSON, {"keys": [...]} (`curl -s https://<issuer>/.well-known/jwks.json | pulumi config set jwtJwks`)');
 
 /** `ollamaImage` and `proxyImage` pinned to a tag or digest ("" proxyImage: built here). */
 export function checkImagesPinned(images: { ollamaImage: string; proxyImage: string }, errors: string[]): void {

@@ -4,33 +4,29 @@
  * Problems go to `errors`; values arrive coerced and typed.
  */
 import { type CredentialGovernance, credentialGovernanceSchema, type RequestLimits } from "../bundle/governance";
-import { formatIssues } from "../bundle/spec";
-import { parseJsonObject } from "./formats";
-import { CONFIG_DEFAULTS, PROJECT } from "./keys";
-import { key, show, withPeriod } from "./messages";
+import { jsonObject } from "./formats";
+import { CONFIG_DEFAULTS } from "./keys";
+import { key, parseFormat } from "./messages";
 import type { OllamaBackendsSettings } from "./settings";
 
 const KEEP_ALIVE_UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
 
 type Get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (typeof CONFIG_DEFAULTS)[K];
 
+const POLICIES_FORMAT = jsonObject('use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}');
+
 /** `credentialPolicies`: name -> governance settings, each checked with the spec's own schema. */
 export function parseCredentialPolicies(raw: string | undefined, names: Set<string>, errors: string[]): Map<string, CredentialGovernance> {
   const policies = new Map<string, CredentialGovernance>();
   if (raw === undefined) return policies;
-  const value = parseJsonObject(raw);
-  if (value === undefined) {
-    errors.push(`${key("credentialPolicies")} is ${show(raw)}; use a JSON object keyed by credential name, such as {"app": {"maxConcurrent": 2}}.`);
-    return policies;
-  }
+  const value = parseFormat(POLICIES_FORMAT, "credentialPolicies", raw, errors) ?? {};
   for (const [name, entry] of Object.entries(value)) {
     if (!names.has(name)) {
       errors.push(`${key(`credentialPolicies.${name}`)} names no entry of \`apiKeys\` or \`basicUsers\`; add \`${name}:<scope>\` there or remove it.`);
       continue;
     }
-    const result = credentialGovernanceSchema.safeParse(entry, { reportInput: true });
-    if (result.success) policies.set(name, result.data);
-    else errors.push(...formatIssues(result.error.issues, `${PROJECT}:credentialPolicies.${name}`).map(withPeriod));
+    const policy = parseFormat(credentialGovernanceSchema, `credentialPolicies.${name}`, entry, errors);
+    if (policy) policies.set(name, policy);
   }
   return policies;
 }

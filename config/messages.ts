@@ -2,7 +2,8 @@
  * How config problems are worded: the key with its project prefix, the bad value (never a
  * secret's), and spec messages mapped back to the config keys that set those spec fields.
  */
-import type { Scope } from "../bundle/spec";
+import type { z } from "zod";
+import { formatIssues, type Scope } from "../bundle/spec";
 import { PROJECT } from "./keys";
 
 export const key = (name: string) => `\`${PROJECT}:${name}\``;
@@ -12,6 +13,28 @@ export const show = (value: unknown) => {
 };
 export const secretShown = (value: string) => `a secret of ${value.length} characters (not shown)`;
 export const withPeriod = (message: string) => (/[.!?]$/.test(message) ? message : `${message}.`);
+
+/**
+ * The `input` of a custom issue whose message words the value itself, or hides a secret's:
+ * formatIssues then adds none ("`key` names ...", "`key` is a secret of ...").
+ */
+export const VALUE_IN_MESSAGE: unknown = Object.freeze({});
+
+/**
+ * Runs a config format's schema on the value of `name` (a key, or a path below one such as
+ * `apiKeys[0]`): the parsed value, or undefined with every problem pushed to `errors`, worded
+ * by the spec's own formatter (key, bad value, fix).
+ */
+export function parseFormat<T>(schema: z.ZodType<T>, name: string, value: unknown, errors: string[]): T | undefined {
+  const result = schema.safeParse(value, { reportInput: true });
+  if (result.success) return result.data;
+  errors.push(...formatIssues(result.error.issues, `${PROJECT}:${name}`).map(withPeriod));
+  return undefined;
+}
+
+/** Each item of a list on its own, so the good ones are kept (and checked further) beside every bad one's problems. */
+export const parseEach = <T>(schema: z.ZodType<T>, name: string, list: readonly unknown[], errors: string[]): (T | undefined)[] =>
+  list.map((item, i) => parseFormat(schema, `${name}[${i}]`, item, errors));
 
 /** `jwt`/`externalAuth`/`network` fields of the gateway spec -> the config key that sets them. */
 export const SECTION_KEYS: Record<string, string> = {

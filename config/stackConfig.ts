@@ -10,11 +10,11 @@
 import { coversProxyLoopback } from "../bundle/addresses";
 import { formatIssues, gatewaySpecSchema, type GatewaySpecInput } from "../bundle/spec";
 import {
-  checkHs256Secret, checkImagesPinned, checkModelsOnce, coerce, parseCredentialList, parseJwks, parsePublicKeys, parseRateLimit, parseScopeValues,
-  parseSuppliedSecrets, plainSchema,
+  checkImagesPinned, checkModelsOnce, coerce, hs256SecretFormat, jwksFormat, parseCredentialList, parsePublicKeys, parseScopeValues, parseSuppliedSecrets,
+  plainSchema, rateLimitFormat,
 } from "./formats";
 import { CONFIG_DEFAULTS, CONFIG_KEYS, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
-import { key, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
+import { key, parseFormat, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
 import { backendsSettings } from "./backendsConfig";
 import { metricsPort, parseCredentialPolicies, requestLimits } from "./governanceConfig";
@@ -79,7 +79,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
 
   const apiKeys = parseCredentialList("apiKeys", get("apiKeys"), errors);
   const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
-  const rateLimit = parseRateLimit(get("rateLimit"), errors);
+  const rateLimit = parseFormat(rateLimitFormat, "rateLimit", get("rateLimit"), errors);
   const governance = parseCredentialPolicies(coerced.credentialPolicies as string | undefined, new Set([...apiKeys, ...basicUsers].map((e) => e.name)), errors);
   const limits = requestLimits(coerced);
   const metrics = metricsPort(raw, get, errors);
@@ -103,13 +103,13 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     const algorithms = get("jwtAlgorithms");
     const hs256Secret = coerced.jwtHs256Secret as string | undefined;
     if (hs256Secret !== undefined) {
-      checkHs256Secret(hs256Secret, errors);
+      parseFormat(hs256SecretFormat, "jwtHs256Secret", hs256Secret, errors);
       if (!algorithms.includes("HS256"))
         errors.push(`${key("jwtHs256Secret")} is set but \`jwtAlgorithms\` does not list \`HS256\`; add \`HS256\` to \`jwtAlgorithms\` or remove ${key("jwtHs256Secret")}.`);
     }
     const scope = parseScopeValues("jwtScopeValues", get("jwtScopeValues"), errors);
     scopeSources.jwtScopeValues = scope.sources;
-    const jwks = coerced.jwtJwks === undefined ? undefined : parseJwks(coerced.jwtJwks as string, errors);
+    const jwks = coerced.jwtJwks === undefined ? undefined : parseFormat(jwksFormat, "jwtJwks", coerced.jwtJwks, errors);
     jwtSettings = {
       issuer: coerced.jwtIssuer as string,
       audience: (coerced.jwtAudience as string | undefined) ?? "",
