@@ -7,9 +7,10 @@
  *   hashes, previous secrets, HS256 secrets, TLS material. Credential files render from both.
  *
  * The CLI (`npm run render`) reads the whole spec (`gatewaySpecSchema`, both halves in one JSON)
- * and splits it (`splitSpec`); the Pulumi program validates the settings once, from stack config,
- * and the credentials (`validateCredentials`) where their values are known, inside a secret
- * Output. The rules are the same pieces either way, so a bad value gets the same words.
+ * and splits it (`splitSpec`). The Pulumi program validates settings (stack config in config/,
+ * the proxy's own in its component) and the credentials (`validateCredentials`) where their
+ * values are known, inside a secret Output. The rules are the same pieces either way, so a bad
+ * value gets the same words, and no check needs a stand-in secret.
  */
 import net from "node:net";
 import { z } from "zod";
@@ -693,8 +694,10 @@ function checkCredentials(settings: GatewaySettings, credentials: GatewayCredent
     const named = new Set(settings[field].map((entry) => entry.name));
     const given = new Set<string>();
     credentials[field].forEach((entry, i) => {
-      if (!named.has(entry.name) || given.has(entry.name))
-        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: `has no settings entry, or a second secret; give one secret per \`${field}\` entry of the settings` });
+      if (!named.has(entry.name))
+        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: `has a secret but no entry in the settings' \`${field}\`; add one or remove the secret` });
+      else if (given.has(entry.name))
+        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: "has a second secret; give one per credential" });
       given.add(entry.name);
     });
     settings[field].forEach((entry, i) => {

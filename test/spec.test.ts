@@ -114,7 +114,7 @@ describe("settings and credentials", () => {
       message = (error as Error).message;
     }
     expect(message.split("\n- ").slice(1)).toEqual([
-      "`apiKeys[0].name` (\"b\") has no settings entry, or a second secret; give one secret per `apiKeys` entry of the settings",
+      "`apiKeys[0].name` (\"b\") has a secret but no entry in the settings' `apiKeys`; add one or remove the secret",
       "`apiKeys[0].name` (\"a\") has no secret; give one for every credential of the settings",
       "`jwt.algorithms` (\"HS256\") has no key: add `hs256Secrets`, or remove it",
       "`tls` must be given (certPem and keyPem) when `tls` is on",
