@@ -3,8 +3,9 @@
  * unchanged with `nginx -p <dir> -c conf/nginx.conf`.
  *
  * The bundle has two halves that change independently:
- * - config files (`conf/`, `lua/`): depend on the spec's settings, never on credentials;
- * - credential files (`credentials/`): keys (as SHA-256 digests), bcrypt hashes, TLS material.
+ * - config files (`conf/`, `lua/`): rendered from the settings alone (bundle/spec.ts);
+ * - credential files (`credentials/`): from the settings and the credentials: keys (as SHA-256
+ *   digests), bcrypt hashes, HS256 secrets, TLS material.
  * The proxy re-reads credential files when they change, so rotating a secret never needs a
  * reload or a new container.
  */
@@ -25,7 +26,7 @@ import {
 import { renderMetricsServer, renderPolicyLua } from "./governance";
 import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
 import { luaString, renderRoutesLua, SCOPE_RANK } from "./routes";
-import { type Flavor, type GatewaySpec, type Scope, specBackends } from "./spec";
+import { type Flavor, type GatewayCredentials, type GatewaySettings, type GatewaySpec, type Scope, specBackends, splitSpec } from "./spec";
 
 export type BundleFiles = Record<string, string>;
 
@@ -56,7 +57,7 @@ const RETRY_AFTER_SECONDS = 5;
  * connections (client and Ollama), plus log files, listeners and credential reads. The container's
  * or host's `nofile` limit must be at least this, or nginx cannot raise its own.
  */
-export function workerFileLimit(spec: Pick<GatewaySpec, "workerConnections">): number {
+export function workerFileLimit(spec: Pick<GatewaySettings, "workerConnections">): number {
   return 2 * spec.workerConnections + 128;
 }
 
@@ -68,12 +69,12 @@ export const BCRYPT_IN_FLIGHT_PER_ADDRESS = 2;
  * get 429. A few per thread keep a short queue, so a burst of logins waits a few bcrypts at most.
  * Each holds a Lua VM of the pool (`lua_worker_thread_vm_pool_size`, rendered from this).
  */
-export function bcryptInFlightPerWorker(spec: Pick<GatewaySpec, "bcryptThreads">): number {
+export function bcryptInFlightPerWorker(spec: Pick<GatewaySettings, "bcryptThreads">): number {
   return 4 * spec.bcryptThreads;
 }
 
 /** `https://host[:port]` plain-HTTP clients are sent to, or undefined when no fixed host is configured. */
-export function httpsBaseUrl(spec: Pick<GatewaySpec, "tls" | "serverName" | "redirectHost" | "listen">): string | undefined {
+export function httpsBaseUrl(spec: Pick<GatewaySettings, "tls" | "serverName" | "redirectHost" | "listen">): string | undefined {
   const host = spec.redirectHost ?? (spec.serverName === "_" ? undefined : spec.serverName);
   if (!spec.tls || host === undefined || spec.listen.https === undefined) return undefined;
   return `https://${host}${spec.listen.https === 443 ? "" : `:${spec.listen.https}`}`;
@@ -119,7 +120,7 @@ function upstreamParts(upstream: string) {
 }
 
 /** The `pool` entry of config.lua: rendered only for more than one backend. */
-function poolLua(spec: GatewaySpec): string[] {
+function poolLua(spec: GatewaySettings): string[] {
   const backends = specBackends(spec);
   if (backends.length < 2) return [];
   return [
@@ -147,7 +148,7 @@ function scopeValuesLua(values: Record<Scope, string[]>): string {
 }
 
 /** The `jwt` and `external_auth` entries of config.lua (issuer, claims; never a key). */
-function enterpriseAuthLua(spec: GatewaySpec): string[] {
+function enterpriseAuthLua(spec: GatewaySettings): string[] {
   const lines: string[] = [];
   if (spec.jwt) {
     const jwt = spec.jwt;
@@ -186,7 +187,7 @@ function enterpriseAuthLua(spec: GatewaySpec): string[] {
  * The client address (nginx realip, for trusted proxies only), then the `allow`/`deny` rules:
  * deny entries first, then allow entries, then `deny all` if any allow.
  */
-export function renderNetworkRules(network: GatewaySpec["network"]): string {
+export function renderNetworkRules(network: GatewaySettings["network"]): string {
   const realIp =
     network.trustedProxies.length === 0
       ? ["# The client address is the peer's: no trusted proxies (spec `network.trustedProxies`)."]
@@ -210,7 +211,7 @@ export function renderNetworkRules(network: GatewaySpec["network"]): string {
 }
 
 /** The internal location that asks the external authentication service. */
-function externalAuthLocation(spec: GatewaySpec): string {
+function externalAuthLocation(spec: GatewaySettings): string {
   const ext = spec.externalAuth;
   if (!ext) return "";
   const https = ext.url.startsWith("https:");
@@ -252,7 +253,7 @@ function externalAuthLocation(spec: GatewaySpec): string {
 }
 
 /** `gateway/config.lua`: the runtime settings the Lua modules read (no credentials). */
-export function renderConfigLua(spec: GatewaySpec): string {
+export function renderConfigLua(spec: GatewaySettings): string {
   const httpsBase = httpsBaseUrl(spec);
   const origins = spec.cors.allowedOrigins.map((origin) => `    [${luaString(origin)}] = true,`);
   return [
@@ -283,7 +284,7 @@ export function renderConfigLua(spec: GatewaySpec): string {
 }
 
 /** Config files: nginx configuration and Lua. They never contain credentials. */
-export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty"): BundleFiles {
+export function renderConfigFiles(spec: GatewaySettings, flavor: Flavor = "openresty"): BundleFiles {
   const backends = specBackends(spec);
   const upstream = upstreamParts(backends[0].url);
   const values = {
@@ -313,7 +314,7 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
     staticUpstream: backends.length === 1 && spec.upstreamResolver === undefined,
     // With one backend the access log names it whenever nginx reached it.
     singleBackendName: backends[0].name,
-    tls: spec.tls !== undefined,
+    tls: spec.tls,
     cors: spec.cors.allowedOrigins.length > 0,
     listenAddress: spec.listen.address.includes(":") ? `[${spec.listen.address}]` : spec.listen.address,
     httpPort: String(spec.listen.http),
@@ -352,43 +353,52 @@ export function renderConfigFiles(spec: GatewaySpec, flavor: Flavor = "openresty
 
 const defaultHashPassword = (_name: string, password: string) => bcryptHash(password, 10);
 
-/** Credential files: API key digests, bcrypt hashes and, with TLS, the certificate and key. */
-export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultHashPassword): BundleFiles {
-  const keyRecords: ApiKeyRecord[] = spec.apiKeys.flatMap((entry) => {
+/**
+ * Credential files: API key digests, bcrypt hashes, HS256 secrets and, with TLS, the certificate
+ * and key. Each credential's line joins its settings (scope, end, rate limit) and its secret, by
+ * name; `credentials` were validated against `settings` (`validateCredentials`, or `splitSpec`).
+ */
+export function renderCredentials(settings: GatewaySettings, credentials: GatewayCredentials, hashPassword = defaultHashPassword): BundleFiles {
+  const byName = <T extends { name: string }>(list: readonly T[]) => new Map(list.map((entry) => [entry.name, entry]));
+  const keys = byName(credentials.apiKeys);
+  const passwords = byName(credentials.basicUsers);
+  const keyRecords: ApiKeyRecord[] = settings.apiKeys.flatMap((entry) => {
+    const secret = keys.get(entry.name)!;
     const current: ApiKeyRecord = {
       name: entry.name,
       scope: entry.scope,
       slot: "current",
-      keySha256: entry.keySha256 ?? sha256Hex(entry.key!),
+      keySha256: secret.keySha256 ?? sha256Hex(secret.key!),
       notAfter: toUnixSeconds(entry.notAfter),
       rateLimit: entry.rateLimit,
       cloud: entry.cloud,
     };
-    if (!entry.previous) return [current];
+    if (!secret.previous) return [current];
     const previous: ApiKeyRecord = {
       ...current,
       slot: "previous",
-      keySha256: entry.previous.keySha256 ?? sha256Hex(entry.previous.key!),
-      notAfter: toUnixSeconds(entry.previous.notAfter),
+      keySha256: secret.previous.keySha256 ?? sha256Hex(secret.previous.key!),
+      notAfter: toUnixSeconds(secret.previous.notAfter),
     };
     return [current, previous];
   });
-  const userRecords: BasicUserRecord[] = spec.basicUsers.flatMap((entry) => {
+  const userRecords: BasicUserRecord[] = settings.basicUsers.flatMap((entry) => {
+    const secret = passwords.get(entry.name)!;
     const current: BasicUserRecord = {
       name: entry.name,
       scope: entry.scope,
       slot: "current",
-      passwordHash: entry.passwordHash ?? hashPassword(entry.name, entry.password!),
+      passwordHash: secret.passwordHash ?? hashPassword(entry.name, secret.password!),
       notAfter: toUnixSeconds(entry.notAfter),
       rateLimit: entry.rateLimit,
       cloud: entry.cloud,
     };
-    if (!entry.previous) return [current];
+    if (!secret.previous) return [current];
     const previous: BasicUserRecord = {
       ...current,
       slot: "previous",
-      passwordHash: entry.previous.passwordHash ?? hashPassword(entry.name, entry.previous.password!),
-      notAfter: toUnixSeconds(entry.previous.notAfter),
+      passwordHash: secret.previous.passwordHash ?? hashPassword(entry.name, secret.previous.password!),
+      notAfter: toUnixSeconds(secret.previous.notAfter),
     };
     return [current, previous];
   });
@@ -396,21 +406,28 @@ export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultH
     [API_KEYS_FILE]: renderApiKeysFile(keyRecords),
     [HTPASSWD_FILE]: renderHtpasswdFile(userRecords),
   };
-  if (spec.jwt) files[JWT_KEYS_FILE] = renderJwtKeysFile(jwtKeyRecords(spec.jwt));
-  if (spec.tls) {
+  if (settings.jwt) files[JWT_KEYS_FILE] = renderJwtKeysFile(jwtKeyRecords({ ...settings.jwt, hs256Secrets: credentials.hs256Secrets }));
+  if (credentials.tls) {
     // Certificate chain and key in one file, replaced by one rename: a handshake can never
     // see a new certificate with an old key.
-    files[TLS_PEM_FILE] = `${spec.tls.certPem.trim()}\n${spec.tls.keyPem.trim()}\n`;
+    files[TLS_PEM_FILE] = `${credentials.tls.certPem.trim()}\n${credentials.tls.keyPem.trim()}\n`;
   }
   return files;
 }
 
+/** The credential files of a whole spec (as the CLI reads it). */
+export function renderCredentialFiles(spec: GatewaySpec, hashPassword = defaultHashPassword): BundleFiles {
+  const { settings, credentials } = splitSpec(spec);
+  return renderCredentials(settings, credentials, hashPassword);
+}
+
 /** The user the workers run as, who must be able to read the credential files. */
-export function workerUser(spec: GatewaySpec): string {
+export function workerUser(spec: Pick<GatewaySettings, "user">): string {
   return spec.user?.split(" ")[0] ?? "nobody";
 }
 
 export function renderBundle(spec: GatewaySpec, options: RenderOptions = {}): Bundle {
-  const credentials = renderCredentialFiles(spec, options.hashPassword);
-  return { files: { ...renderConfigFiles(spec, options.flavor), ...credentials }, credentialPaths: Object.keys(credentials) };
+  const { settings, credentials } = splitSpec(spec);
+  const credentialFiles = renderCredentials(settings, credentials, options.hashPassword);
+  return { files: { ...renderConfigFiles(settings, options.flavor), ...credentialFiles }, credentialPaths: Object.keys(credentialFiles) };
 }

@@ -1,8 +1,16 @@
 /**
- * The gateway spec: the one typed description of a proxy bundle.
+ * The gateway spec: the one typed description of a proxy bundle, in two halves.
  *
- * The CLI (`npm run render`) reads it from JSON; the Pulumi components build it from stack
- * config. Both go through `parseSpec`, so a bad value gets the same message everywhere.
+ * - Settings (`gatewaySettingsSchema`): everything that is not secret (names, scopes, limits,
+ *   governance, whether TLS is on, JWT issuers and public keys). Config files render from them.
+ * - Credentials (`gatewayCredentialsSchema`): API keys or their digests, passwords or bcrypt
+ *   hashes, previous secrets, HS256 secrets, TLS material. Credential files render from both.
+ *
+ * The CLI (`npm run render`) reads the whole spec (`gatewaySpecSchema`, both halves in one JSON)
+ * and splits it (`splitSpec`). The Pulumi program validates settings (stack config in config/,
+ * the proxy's own in its component) and the credentials (`validateCredentials`) where their
+ * values are known, inside a secret Output. The rules are the same pieces either way, so a bad
+ * value gets the same words, and no check needs a stand-in secret.
  */
 import { z } from "zod";
 import { cidr, trustedProxyCidr } from "./addresses";
@@ -77,12 +85,12 @@ export const MIN_DISTINCT_KEY_CHARACTERS = 8;
  * Words that mark a key copied from documentation or a template rather than generated: such a
  * key is public however random the rest looks.
  */
-const PLACEHOLDER_WORDS = /changeme|change-me|change_me|example|placeholder|your-?key|your_key|replace|sample|dummy|xxxxxx|<|>/i;
+const DOCUMENTATION_KEY_WORDS = /changeme|change-me|change_me|example|placeholder|your-?key|your_key|replace|sample|dummy|xxxxxx|<|>/i;
 
 /** A key given in clear (current or previous) must not be guessable; the message names the entry, never the key. */
 function notGuessable(entry: { name: string; key?: string; previous?: { key?: string } }, ctx: z.RefinementCtx) {
   for (const [path, key] of [[["key"], entry.key], [["previous", "key"], entry.previous?.key]] as const) {
-    if (key !== undefined && PLACEHOLDER_WORDS.test(key)) {
+    if (key !== undefined && DOCUMENTATION_KEY_WORDS.test(key)) {
       ctx.addIssue({
         code: "custom",
         path: [...path],
@@ -102,37 +110,39 @@ function notGuessable(entry: { name: string; key?: string; previous?: { key?: st
   }
 }
 
-const apiKeyEntry = z.strictObject({
-  name,
-  /** The key itself (the CLI digests it; it never reaches the bundle). */
-  key: apiKey.optional(),
-  /** Or only its SHA-256, as the Pulumi components pass it. */
-  keySha256: keySha256.optional(),
-  scope,
-  /** After this time the proxy refuses the key, even if no deployment runs. */
-  notAfter: isoTime.optional(),
-  previous: previousKey.optional(),
-  /** Overrides the gateway-wide `rateLimit` for this key. */
+/** A credential's settings after its name, scope and end. */
+const credentialTailFields = {
+  /** Overrides the gateway-wide `rateLimit` for this credential. */
   rateLimit: rateLimit.optional(),
   /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
   cloud: z.boolean().optional(),
   // Governance (bundle/governance.ts): maxConcurrent, limits.
   ...credentialGovernanceFields,
-}).superRefine(exactlyOneOf("key", "keySha256")).superRefine(notGuessable);
+};
+/** After this time the proxy refuses the credential, even if no deployment runs. */
+const notAfter = isoTime.optional();
+/** What a credential is apart from its secret: settings, written into its credential file line and policy.lua. */
+const credentialSettings = z.strictObject({ name, scope, notAfter, ...credentialTailFields });
 
-const basicUserEntry = z.strictObject({
-  name,
-  password: password.optional(),
-  passwordHash: passwordHash.optional(),
-  scope,
-  notAfter: isoTime.optional(),
-  previous: previousPassword.optional(),
-  rateLimit: rateLimit.optional(),
-  /** Allows Ollama's cloud features (`:cloud`/`-cloud` models, server-side web search and fetch). Default false. */
-  cloud: z.boolean().optional(),
-  // Governance (bundle/governance.ts): maxConcurrent, limits.
-  ...credentialGovernanceFields,
-}).superRefine(exactlyOneOf("password", "passwordHash"));
+/** An API key's secret: the key itself (the CLI digests it; it never reaches the bundle), or only its SHA-256. */
+const apiKeySecret = { key: apiKey.optional(), keySha256: keySha256.optional() };
+const basicUserSecret = { password: password.optional(), passwordHash: passwordHash.optional() };
+const apiKeyCredential = z
+  .strictObject({ name, ...apiKeySecret, previous: previousKey.optional() })
+  .superRefine(exactlyOneOf("key", "keySha256"))
+  .superRefine(notGuessable);
+const basicUserCredential = z
+  .strictObject({ name, ...basicUserSecret, previous: previousPassword.optional() })
+  .superRefine(exactlyOneOf("password", "passwordHash"));
+
+/** A whole spec's entries: settings and secret together, in the order people write them (problems are listed so). */
+const apiKeyEntry = z
+  .strictObject({ name, ...apiKeySecret, scope, notAfter, previous: previousKey.optional(), ...credentialTailFields })
+  .superRefine(exactlyOneOf("key", "keySha256"))
+  .superRefine(notGuessable);
+const basicUserEntry = z
+  .strictObject({ name, ...basicUserSecret, scope, notAfter, previous: previousPassword.optional(), ...credentialTailFields })
+  .superRefine(exactlyOneOf("password", "passwordHash"));
 
 const seconds = (min: number, max: number) =>
   z.number().int().min(min, { error: `use a whole number of seconds from ${min} to ${max}` }).max(max, {
@@ -262,7 +272,14 @@ const upstreamEntry = z.strictObject({
 });
 export type UpstreamEntry = z.output<typeof upstreamEntry>;
 
-export const gatewaySpecSchema = z
+/** TLS material, one PEM chain and its key. */
+const tlsMaterial = z.strictObject({
+  certPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }),
+  keyPem: z.string().includes("PRIVATE KEY-----", { error: "use a PEM private key" }),
+});
+
+/** Every field of a whole spec, before the rules between fields. */
+const specShape = z
   .strictObject({
     /** Base URL of Ollama as the proxy reaches it (a pool of one). Default `http://127.0.0.1:11434`. */
     upstream: z
@@ -306,12 +323,7 @@ export const gatewaySpecSchema = z
      * names the HTTPS port), as the client's own Host header is never trusted for it.
      */
     redirectHost: z.string().regex(/^[A-Za-z0-9.-]{1,253}$/, { error: "use a DNS name or address such as api.example.com" }).optional(),
-    tls: z
-      .strictObject({
-        certPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }),
-        keyPem: z.string().includes("PRIVATE KEY-----", { error: "use a PEM private key" }),
-      })
-      .optional(),
+    tls: tlsMaterial.optional(),
     apiKeys: z.array(apiKeyEntry).default([]),
     basicUsers: z.array(basicUserEntry).default([]),
     rateLimit: rateLimit.default({ requestsPerSecond: 20, burst: 40 }),
@@ -409,56 +421,107 @@ export const gatewaySpecSchema = z
           .default("X-Forwarded-For"),
       })
       .default({ allow: [], deny: [], trustedProxies: [], clientAddressHeader: "X-Forwarded-For" }),
-  })
-  .superRefine((spec, ctx) => {
-    const seen = new Map<string, string>();
-    const checkUnique = (list: { name: string }[], field: string) =>
-      list.forEach((entry, i) => {
-        const other = seen.get(entry.name);
-        if (other) {
-          ctx.addIssue({
-            code: "custom",
-            path: [field, i, "name"],
-            input: entry.name,
-            message: `is already used by \`${other}\`; give every credential its own name`,
-          });
-        } else seen.set(entry.name, `${field}[${i}].name`);
-      });
-    checkUnique(spec.apiKeys, "apiKeys");
-    checkUnique(spec.basicUsers, "basicUsers");
-    if (spec.upstreams) checkUpstreams(spec, ctx);
-    if (spec.tls && spec.listen.https === undefined)
-      ctx.addIssue({
-        code: "custom",
-        path: ["listen", "https"],
-        input: undefined,
-        message: "must be set when `tls` is set (for example 8443)",
-      });
-    if (!spec.tls && spec.listen.https !== undefined)
-      ctx.addIssue({
-        code: "custom",
-        path: ["tls"],
-        input: undefined,
-        message: "must be set (certPem and keyPem) when `listen.https` is set",
-      });
-    if (spec.jwt) checkJwt(spec.jwt, ctx);
-    if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
-    if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
-    if (spec.metrics && [spec.listen.http, spec.listen.https].includes(spec.metrics.listen.port))
-      ctx.addIssue({
-        code: "custom",
-        path: ["metrics", "listen", "port"],
-        input: spec.metrics.listen.port,
-        message: "is an API port (`listen.http` or `listen.https`); give metrics a port of their own",
-      });
-    if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
-      ctx.addIssue({
-        code: "custom",
-        path: ["listen", "https"],
-        input: spec.listen.https,
-        message: "is the same port as `listen.http`; use two different ports",
-      });
   });
+
+/** The spec's `jwt` section without HS256 secrets (those are credentials). */
+const jwtSettingsSection = jwtSection.omit({ hs256Secrets: true });
+
+/** The whole spec as the CLI reads it: settings and credentials in one document. */
+export const gatewaySpecSchema = specShape.superRefine((spec, ctx) => {
+  checkSettings(spec, { tlsOn: spec.tls !== undefined, tlsMissing: "must be set (certPem and keyPem) when `listen.https` is set", hs256Secrets: spec.jwt?.hs256Secrets }, ctx);
+});
+
+/**
+ * The settings: the spec without a secret. `tls` says only whether TLS is on; credentials carry
+ * no settings but their names, and `jwt` has no `hs256Secrets`.
+ */
+export const gatewaySettingsSchema = specShape
+  .extend({
+    tls: z.boolean().default(false),
+    apiKeys: z.array(credentialSettings).default([]),
+    basicUsers: z.array(credentialSettings).default([]),
+    jwt: jwtSettingsSection.optional(),
+  })
+  .superRefine((settings, ctx) => {
+    checkSettings(settings, { tlsOn: settings.tls, tlsMissing: "must be true when `listen.https` is set" }, ctx);
+  });
+
+/** The credentials: every secret, each credential by the name its settings have. */
+export const gatewayCredentialsSchema = z.strictObject({
+  apiKeys: z.array(apiKeyCredential).default([]),
+  basicUsers: z.array(basicUserCredential).default([]),
+  /** The `jwt` section's HS256 secrets. */
+  hs256Secrets: z.array(hs256Secret).max(64).default([]),
+  /** Exactly when the settings' `tls` is true. */
+  tls: tlsMaterial.optional(),
+});
+
+type SettingsOutput = z.output<typeof gatewaySettingsSchema>;
+/** What the rules between settings fields read: the fields the spec and the settings share. */
+type CheckedSettings = Omit<SettingsOutput, "tls" | "apiKeys" | "basicUsers" | "jwt"> & {
+  apiKeys: { name: string; models?: unknown }[];
+  basicUsers: { name: string; models?: unknown }[];
+  jwt?: JwtSettingsSection;
+};
+
+/**
+ * The rules between settings fields (the whole spec's too): names, backends, ports, TLS on, JWT
+ * keys, scope values. `hs256Secrets`: the HS256 secrets, undefined where they are not known yet.
+ */
+function checkSettings(
+  spec: CheckedSettings,
+  { tlsOn, tlsMissing, hs256Secrets }: { tlsOn: boolean; tlsMissing: string; hs256Secrets?: HS256Secret[] },
+  ctx: z.RefinementCtx,
+) {
+  const seen = new Map<string, string>();
+  const checkUnique = (list: { name: string }[], field: string) =>
+    list.forEach((entry, i) => {
+      const other = seen.get(entry.name);
+      if (other) {
+        ctx.addIssue({
+          code: "custom",
+          path: [field, i, "name"],
+          input: entry.name,
+          message: `is already used by \`${other}\`; give every credential its own name`,
+        });
+      } else seen.set(entry.name, `${field}[${i}].name`);
+    });
+  checkUnique(spec.apiKeys, "apiKeys");
+  checkUnique(spec.basicUsers, "basicUsers");
+  if (spec.upstreams) checkUpstreams(spec, ctx);
+
+  if (tlsOn && spec.listen.https === undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["listen", "https"],
+      input: undefined,
+      message: "must be set when `tls` is set (for example 8443)",
+    });
+  if (!tlsOn && spec.listen.https !== undefined)
+    ctx.addIssue({
+      code: "custom",
+      path: ["tls"],
+      input: undefined,
+      message: tlsMissing,
+    });
+  if (spec.jwt) checkJwt(spec.jwt, hs256Secrets, ctx);
+  if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
+  if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
+  if (spec.metrics && [spec.listen.http, spec.listen.https].includes(spec.metrics.listen.port))
+    ctx.addIssue({
+      code: "custom",
+      path: ["metrics", "listen", "port"],
+      input: spec.metrics.listen.port,
+      message: "is an API port (`listen.http` or `listen.https`); give metrics a port of their own",
+    });
+  if (spec.listen.https !== undefined && spec.listen.https === spec.listen.http)
+    ctx.addIssue({
+      code: "custom",
+      path: ["listen", "https"],
+      input: spec.listen.https,
+      message: "is the same port as `listen.http`; use two different ports",
+    });
+}
 
 /** Backend names are unique, all share one scheme (nginx proxies a pool with one), and `upstream` is not set too. */
 function checkUpstreams(spec: { upstream?: string; upstreams?: UpstreamEntry[]; upstreamResolver?: unknown }, ctx: z.RefinementCtx) {
@@ -488,10 +551,14 @@ export function specBackends(spec: Pick<GatewaySpec, "upstream" | "upstreams">):
   return spec.upstreams ?? [{ name: SINGLE_BACKEND_NAME, url: spec.upstream ?? DEFAULT_UPSTREAM, weight: 1 }];
 }
 
-type JwtSection = z.output<typeof jwtSection>;
+type JwtSettingsSection = z.output<typeof jwtSettingsSection>;
+type HS256Secret = z.output<typeof hs256Secret>;
 
-/** Keys parse, match the algorithms listed, and have unique kids. */
-function checkJwt(jwt: JwtSection, ctx: z.RefinementCtx) {
+/**
+ * Keys parse, match the algorithms listed, and have unique kids. Without `hs256Secrets` (the
+ * settings alone) HS256 is not checked: its secrets are credentials, checked with them.
+ */
+function checkJwt(jwt: JwtSettingsSection, hs256Secrets: HS256Secret[] | undefined, ctx: z.RefinementCtx) {
   const kinds = new Map<string, number>();
   const kids = new Map<string, string>();
   const note = (alg: string, kid: string | undefined, field: (string | number)[]) => {
@@ -502,7 +569,7 @@ function checkJwt(jwt: JwtSection, ctx: z.RefinementCtx) {
     if (other) ctx.addIssue({ code: "custom", path, input: kid, message: `is already the kid of \`${other}\`; give every key its own kid` });
     else kids.set(kid, formatPath(path));
   };
-  jwt.hs256Secrets.forEach((s, i) => note("HS256", s.kid, ["hs256Secrets", i]));
+  hs256Secrets?.forEach((s, i) => note("HS256", s.kid, ["hs256Secrets", i]));
   // Keys that do not parse were reported by their own schema (and then this check does not run).
   jwt.publicKeys.forEach((entry, i) => {
     const record = publicKeyFromPem(entry.pem, entry.kid);
@@ -513,6 +580,7 @@ function checkJwt(jwt: JwtSection, ctx: z.RefinementCtx) {
     if (record && typeof record !== "string") note(record.alg, record.kid, ["jwks", "keys", i]);
   });
   for (const alg of JWT_ALGORITHMS) {
+    if (alg === "HS256" && hs256Secrets === undefined) continue;
     const listed = jwt.algorithms.includes(alg);
     const count = kinds.get(alg) ?? 0;
     if (listed && count === 0)
@@ -540,6 +608,45 @@ export type GatewaySpecInput = z.input<typeof gatewaySpecSchema>;
 export type GatewaySpec = z.output<typeof gatewaySpecSchema>;
 export type ApiKeyEntry = GatewaySpec["apiKeys"][number];
 export type BasicUserEntry = GatewaySpec["basicUsers"][number];
+/** Settings as written (defaults optional). */
+export type GatewaySettingsInput = z.input<typeof gatewaySettingsSchema>;
+/** Validated settings with every default filled in: all config files need. */
+export type GatewaySettings = z.output<typeof gatewaySettingsSchema>;
+/** A credential's settings (name, scope, end, rate limit, governance). */
+export type CredentialSettings = GatewaySettings["apiKeys"][number];
+export type GatewayCredentialsInput = z.input<typeof gatewayCredentialsSchema>;
+/** Validated credentials, held to the settings they belong to (`validateCredentials`). */
+export type GatewayCredentials = z.output<typeof gatewayCredentialsSchema>;
+
+/**
+ * The rules between settings and credentials: every credential has exactly one secret entry, by
+ * name; HS256 is listed exactly when it has secrets (with kids unique among all JWT keys); TLS
+ * material is given exactly when TLS is on.
+ */
+function checkCredentials(settings: GatewaySettings, credentials: GatewayCredentials, ctx: z.RefinementCtx) {
+  for (const field of ["apiKeys", "basicUsers"] as const) {
+    const named = new Set(settings[field].map((entry) => entry.name));
+    const given = new Set<string>();
+    credentials[field].forEach((entry, i) => {
+      if (!named.has(entry.name))
+        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: `has a secret but no entry in the settings' \`${field}\`; add one or remove the secret` });
+      else if (given.has(entry.name))
+        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: "has a second secret; give one per credential" });
+      given.add(entry.name);
+    });
+    settings[field].forEach((entry, i) => {
+      if (!given.has(entry.name))
+        ctx.addIssue({ code: "custom", path: [field, i, "name"], input: entry.name, message: "has no secret; give one for every credential of the settings" });
+    });
+  }
+  if (settings.jwt) checkJwt(settings.jwt, credentials.hs256Secrets, ctx);
+  else if (credentials.hs256Secrets.length > 0)
+    ctx.addIssue({ code: "custom", path: ["jwt", "hs256Secrets"], input: undefined, message: "are given but `jwt` is off; set `jwt` or remove them" });
+  if (settings.tls && !credentials.tls)
+    ctx.addIssue({ code: "custom", path: ["tls"], input: undefined, message: "must be given (certPem and keyPem) when `tls` is on" });
+  if (!settings.tls && credentials.tls)
+    ctx.addIssue({ code: "custom", path: ["tls"], input: undefined, message: "is given but `tls` is off in the settings; turn it on or remove it" });
+}
 
 /** Fields whose values are secret: their values never appear in an error message. */
 const SECRET_FIELDS = new Set(["key", "password", "passwordHash", "keyPem", "certPem", "secret", "secretBase64"]);
@@ -595,6 +702,43 @@ export function validateSpec(input: unknown): GatewaySpec {
   const result = parseSpec(input);
   if (!result.ok) throw new SpecError(result.errors);
   return result.spec;
+}
+
+/** Validates settings and fills in defaults; throws one error listing every problem. */
+export function validateSettings(input: unknown): GatewaySettings {
+  const result = gatewaySettingsSchema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new SpecError(formatIssues(result.error.issues));
+  return result.data;
+}
+
+/**
+ * Validates the credentials of `settings` (validated already): each secret, then the rules
+ * between the two (`checkCredentials`). Throws one error listing every problem, never a secret.
+ */
+export function validateCredentials(settings: GatewaySettings, input: unknown): GatewayCredentials {
+  const schema = gatewayCredentialsSchema.superRefine((credentials, ctx) => checkCredentials(settings, credentials, ctx));
+  const result = schema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new SpecError(formatIssues(result.error.issues));
+  return result.data;
+}
+
+/** A validated whole spec as its two halves (valid each, and together). */
+export function splitSpec(spec: GatewaySpec): { settings: GatewaySettings; credentials: GatewayCredentials } {
+  const { tls, apiKeys, basicUsers, jwt, ...rest } = spec;
+  const settings: GatewaySettings = {
+    ...rest,
+    tls: tls !== undefined,
+    apiKeys: apiKeys.map(({ key: _key, keySha256: _digest, previous: _previous, ...entry }) => entry),
+    basicUsers: basicUsers.map(({ password: _password, passwordHash: _hash, previous: _previous, ...entry }) => entry),
+    ...(jwt ? { jwt: (({ hs256Secrets: _secrets, ...section }) => section)(jwt) } : {}),
+  };
+  const credentials: GatewayCredentials = {
+    apiKeys: apiKeys.map(({ name, key, keySha256, previous }) => ({ name, key, keySha256, previous })),
+    basicUsers: basicUsers.map(({ name, password, passwordHash, previous }) => ({ name, password, passwordHash, previous })),
+    hs256Secrets: jwt?.hs256Secrets ?? [],
+    tls,
+  };
+  return { settings, credentials };
 }
 
 export class SpecError extends Error {

@@ -5,9 +5,8 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
-import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
-import { type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
-import type { CredentialGovernance } from "../bundle/governance";
+import { renderConfigFiles, renderCredentials, workerFileLimit } from "../bundle/render";
+import { type GatewaySettings, type GatewaySettingsInput, SpecError, validateCredentials, validateSettings } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
@@ -38,22 +37,16 @@ export const PROXY_IMAGE_TAG = "ollama-gateway-proxy:local";
 /** Where the writer finds its uploads before it moves them into the volume. */
 const STAGING_DIR = "/staging";
 
-/** The spec's `jwt` section without HS256 secrets: those are credentials (`SpecCredentials.jwtHs256Secrets`). */
-export type JwtSettings = Omit<NonNullable<GatewaySpecInput["jwt"]>, "hs256Secrets">;
+/** The spec's `jwt` section, as settings: without HS256 secrets (those are credentials, `SpecCredentials.hs256Secrets`). */
+export type JwtSettings = NonNullable<GatewaySettingsInput["jwt"]>;
 
-/** Proxy settings the caller chooses; the component sets upstream(s), listen, logs and credentials. */
-export type ProxySettings = Omit<GatewaySpecInput, "upstream" | "upstreams" | "listen" | "tls" | "apiKeys" | "basicUsers" | "accessLog" | "errorLog" | "jwt" | "metrics"> & {
-  /** JWT bearer tokens (issuer, audience, algorithms, public keys, claims). Default: off. */
-  jwt?: JwtSettings;
-  /**
-   * Governance per credential, by name (`models`, `maxConcurrent`, `limits`, `tokenBudget`;
-   * docs/governance.md): configuration, rendered into the config files, never a secret.
-   */
-  callerPolicies?: { apiKeys?: CallerPolicy[]; basicUsers?: CallerPolicy[] };
-};
-
-/** A credential's name and its governance settings. */
-export type CallerPolicy = { name: string } & CredentialGovernance;
+/**
+ * Proxy settings the caller chooses; the component sets upstream(s), listen, whether TLS is on,
+ * logs and metrics. `apiKeys` and `basicUsers` are each credential's settings (name, scope,
+ * governance: `models`, `maxConcurrent`, `limits`, `tokenBudget`; docs/governance.md), rendered
+ * into the config files; their secrets come as `credentials`.
+ */
+export type ProxySettings = Omit<GatewaySettingsInput, "upstream" | "upstreams" | "listen" | "tls" | "accessLog" | "errorLog" | "metrics">;
 
 /** Where the container's own healthcheck connects from. */
 
@@ -62,10 +55,10 @@ export interface AuthProxyArgs {
    * Rate limit, timeouts, body size, CORS, server name, `jwt`, `externalAuth`, `network`...
    * Default: the gateway spec's defaults. With `network.allow` set, `127.0.0.1` is added to it
    * (the container's healthcheck); a `network.deny` entry that covers it is refused.
-   * `jwt.algorithms` with `HS256` needs `credentials.jwtHs256Secrets`.
+   * `jwt.algorithms` with `HS256` needs `credentials.hs256Secrets`.
    */
   settings?: ProxySettings;
-  /** Key digests, bcrypt hashes and HS256 secrets (secret), as `Credentials.specCredentials` gives them. */
+  /** Key digests, bcrypt hashes and HS256 secrets (secret) of `settings`' credentials, as `Credentials.specCredentials` gives them. */
   credentials: pulumi.Input<SpecCredentials>;
   /** Certificate chain and key; without them the proxy serves plain HTTP only. */
   tls?: { certPem: pulumi.Input<string>; keyPem: pulumi.Input<string> };
@@ -104,15 +97,10 @@ export interface AuthProxyArgs {
 
 const DEFAULTS = { settings: {} as ProxySettings, bindAddress: DEPLOYMENT_DEFAULTS.bindAddress as string, httpPort: DEPLOYMENT_DEFAULTS.httpPort as number, httpsPort: DEPLOYMENT_DEFAULTS.httpsPort as number, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
 
-/** A syntactically valid stand-in: config files depend on whether TLS is on, never on its material. */
-const TLS_PLACEHOLDER = { certPem: "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", keyPem: "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----" };
-/** Likewise for HS256: config files name the algorithms, never a key. */
-const HS256_PLACEHOLDER = { secret: "0".repeat(32) };
-
 /** Where the proxy finds Ollama: the Docker alias by default; on Kubernetes a name it resolves while it runs. */
 export type ProxyBackend =
-  | { upstream: string; resolver?: GatewaySpecInput["upstreamResolver"] }
-  | { upstreams: NonNullable<GatewaySpecInput["upstreams"]> };
+  | { upstream: string; resolver?: GatewaySettingsInput["upstreamResolver"] }
+  | { upstreams: NonNullable<GatewaySettingsInput["upstreams"]> };
 const DOCKER_BACKEND: ProxyBackend = { upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}` };
 
 /** The proxy's ports inside its container or pod (the same numbers are published on the host). */
@@ -122,13 +110,12 @@ export interface ProxyPorts {
   metrics?: number;
 }
 
-/** The spec the proxy container runs, without credentials. Exported so tests can render the same. */
-export function proxySpecInput(settings: ProxySettings, ports: ProxyPorts, backend: ProxyBackend = DOCKER_BACKEND): GatewaySpecInput {
-  const { jwt, network, callerPolicies, ...rest } = settings;
+/** The settings the proxy container runs. Exported so tests can render the same. */
+export function proxySettingsInput(settings: ProxySettings, ports: ProxyPorts, backend: ProxyBackend = DOCKER_BACKEND): GatewaySettingsInput {
+  const { network, ...rest } = settings;
   const allow = network?.allow ?? [];
   return {
     ...rest,
-    ...(jwt ? { jwt: { ...jwt, hs256Secrets: jwt.algorithms.includes("HS256") ? [HS256_PLACEHOLDER] : [] } } : {}),
     // With an allow list, the container's own healthcheck (from 127.0.0.1) must still get through.
     network: {
       ...network,
@@ -139,23 +126,19 @@ export function proxySpecInput(settings: ProxySettings, ports: ProxyPorts, backe
     // Inside the container; the host side is the published port's bind address. Same port
     // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
     listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
-    ...(ports.https !== undefined ? { tls: TLS_PLACEHOLDER } : {}),
+    tls: ports.https !== undefined,
     // Every address inside the container; the host publishes it on loopback only.
     ...(ports.metrics !== undefined ? { metrics: { listen: { address: "0.0.0.0", port: ports.metrics } } } : {}),
-    // Config files need only the names and governance of credentials (policy.lua); the secrets
-    // go to the credential files separately. Stand-in digests and hashes, never rendered.
-    apiKeys: (callerPolicies?.apiKeys ?? []).map((p) => ({ ...p, scope: "read" as const, keySha256: "0".repeat(64) })),
-    basicUsers: (callerPolicies?.basicUsers ?? []).map((p) => ({ ...p, scope: "read" as const, passwordHash: `$2b$10$${"a".repeat(53)}` })),
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
   };
 }
 
 /**
- * The proxy's validated spec, without credentials: what the proxy (container or pod) cannot run
- * is refused on `parent`, every problem at once. Its healthcheck runs inside, from 127.0.0.1.
+ * The proxy's validated settings: what the proxy (container or pod) cannot run is refused on
+ * `parent`, every problem at once. Its healthcheck runs inside, from 127.0.0.1.
  */
-export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, ports: ProxyPorts, backend?: ProxyBackend): GatewaySpec {
+export function proxySettings(parent: pulumi.Resource, settings: ProxySettings, ports: ProxyPorts, backend?: ProxyBackend): GatewaySettings {
   const loopbackDenied = (settings.network?.deny ?? []).filter(coversProxyLoopback);
   if (loopbackDenied.length > 0)
     throw new pulumi.ResourceError(
@@ -163,7 +146,7 @@ export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, port
       parent,
     );
   try {
-    return validateSpec(proxySpecInput(settings, ports, backend));
+    return validateSettings(proxySettingsInput(settings, ports, backend));
   } catch (error) {
     if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, parent);
     throw error;
@@ -171,31 +154,26 @@ export function proxySpec(parent: pulumi.Resource, settings: ProxySettings, port
 }
 
 /**
- * The credential files for `spec` (bundle path -> content), secret end to end: digests, hashes
- * and the TLS key only ever travel as secret Outputs.
+ * The credential files for `settings` (bundle path -> content), secret end to end: digests,
+ * hashes and the TLS key only ever travel as secret Outputs, and are checked against the settings
+ * (bundle/spec.ts `validateCredentials`) there, where their values are known.
  */
 export function proxyCredentialFiles(
   parent: pulumi.Resource,
-  spec: GatewaySpec,
+  settings: GatewaySettings,
   credentials: pulumi.Input<SpecCredentials>,
   tls: AuthProxyArgs["tls"],
 ): pulumi.Output<Record<string, string>> {
   const tlsInput = tls ? pulumi.all([tls.certPem, tls.keyPem]) : pulumi.output(undefined);
   return pulumi.secret(
     pulumi.all([credentials, tlsInput]).apply(([given, pems]) => {
-      const hs256Secrets = given.jwtHs256Secrets ?? [];
-      // The spec was validated with a stand-in secret; hold the real ones to the same rules.
-      if (spec.jwt && spec.jwt.algorithms.includes("HS256") !== hs256Secrets.length > 0)
-        throw new pulumi.ResourceError("`jwt.algorithms` and `credentials.jwtHs256Secrets` disagree; give HS256 secrets exactly when `HS256` is listed.", parent);
-      if (hs256Secrets.some((s) => Buffer.byteLength(s.secret, "utf8") < 32))
-        throw new pulumi.ResourceError("`credentials.jwtHs256Secrets` has a secret shorter than 32 bytes (not shown); use at least 32.", parent);
-      return renderCredentialFiles({
-        ...spec,
-        apiKeys: given.apiKeys,
-        basicUsers: given.basicUsers,
-        ...(spec.jwt ? { jwt: { ...spec.jwt, hs256Secrets } } : {}),
-        tls: pems ? { certPem: pems[0], keyPem: pems[1] } : undefined,
-      });
+      try {
+        const checked = validateCredentials(settings, { ...given, ...(pems ? { tls: { certPem: pems[0], keyPem: pems[1] } } : {}) });
+        return renderCredentials(settings, checked);
+      } catch (error) {
+        if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, parent);
+        throw error;
+      }
     }),
   );
 }
@@ -248,8 +226,8 @@ export class AuthProxy extends pulumi.ComponentResource {
     const a = { ...DEFAULTS, ...args };
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
-    const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
-    const configFiles = renderConfigFiles(spec, "debian");
+    const settings = proxySettings(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
+    const configFiles = renderConfigFiles(settings, "debian");
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
       throw new pulumi.ResourceError(
@@ -257,7 +235,7 @@ export class AuthProxy extends pulumi.ComponentResource {
         this,
       );
 
-    const credentialFiles = proxyCredentialFiles(this, spec, args.credentials, args.tls);
+    const credentialFiles = proxyCredentialFiles(this, settings, args.credentials, args.tls);
 
     // The image ID (repoDigest of a local build) changes with the image's content, so a rebuilt
     // image replaces the containers; a pinned image is pulled once and kept.
@@ -329,7 +307,7 @@ export class AuthProxy extends pulumi.ComponentResource {
           [`${PROXY_PREFIX}/logs`]: `rw,nosuid,nodev,noexec,size=16m,${TMPFS_OWNER}`,
         },
         // Exactly nginx's worker_rlimit_nofile: a lower hard limit makes nginx keep the inherited one.
-        ulimits: [{ name: "nofile", soft: workerFileLimit(spec), hard: workerFileLimit(spec) }],
+        ulimits: [{ name: "nofile", soft: workerFileLimit(settings), hard: workerFileLimit(settings) }],
         capabilities: { drops: ["ALL"] },
         securityOpts: ["no-new-privileges:true"],
         // The edge network carries the published ports; the private one reaches Ollama.

@@ -58,12 +58,15 @@ export interface CredentialsArgs {
   };
 }
 
-/** Entries in the gateway spec's shape: only digests and hashes reach the proxy. */
+/**
+ * The gateway's credentials (bundle/spec.ts `gatewayCredentialsSchema`) but TLS: only digests and
+ * hashes reach the proxy, each by its credential's name.
+ */
 export interface SpecCredentials {
-  apiKeys: { name: string; keySha256: string; scope: Scope; previous?: { keySha256: string; notAfter: string } }[];
-  basicUsers: { name: string; passwordHash: string; scope: Scope; previous?: { passwordHash: string; notAfter: string } }[];
-  /** HS256 secrets for the spec's `jwt.hs256Secrets`; only `credentials/jwt-keys` carries them. */
-  jwtHs256Secrets?: { kid?: string; secret: string; notAfter?: string }[];
+  apiKeys: { name: string; keySha256: string; previous?: { keySha256: string; notAfter: string } }[];
+  basicUsers: { name: string; passwordHash: string; previous?: { passwordHash: string; notAfter: string } }[];
+  /** The `jwt` section's HS256 secrets; only `credentials/jwt-keys` carries them. */
+  hs256Secrets?: { kid?: string; secret: string; notAfter?: string }[];
 }
 
 /** The current generation's secret and, while its overlap lasts, the previous one's. */
@@ -115,7 +118,7 @@ export class Credentials extends pulumi.ComponentResource {
   public readonly apiKeys: pulumi.Output<Record<string, string>>;
   /** user -> password; secret. */
   public readonly basicPasswords: pulumi.Output<Record<string, string>>;
-  /** Digests and bcrypt hashes in the gateway spec's entry shape; secret. */
+  /** Digests, bcrypt hashes and HS256 secrets, the gateway's credentials; secret. */
   public readonly specCredentials: pulumi.Output<SpecCredentials>;
   /** The HS256 secret for token issuers; secret; undefined without `jwtHs256`. */
   public readonly jwtHs256Secret: pulumi.Output<string | undefined>;
@@ -207,7 +210,6 @@ export class Credentials extends pulumi.ComponentResource {
               return pulumi.all([key, previous]).apply(([k, p]) => ({
                 name: entry.name,
                 keySha256: sha256Hex(k),
-                scope: entry.scope,
                 ...(p !== undefined ? { previous: { keySha256: sha256Hex(p), notAfter: notAfter! } } : {}),
               }));
             }),
@@ -219,7 +221,6 @@ export class Credentials extends pulumi.ComponentResource {
               return pulumi.all([passwordHash, previous]).apply(([h, p]) => ({
                 name: entry.name,
                 passwordHash: h,
-                scope: entry.scope,
                 ...(p !== undefined ? { previous: { passwordHash: p, notAfter: notAfter! } } : {}),
               }));
             }),
@@ -230,10 +231,10 @@ export class Credentials extends pulumi.ComponentResource {
             ),
           ),
         ])
-        .apply(([apiKeys, basicUsers, jwtHs256Secrets]) => ({
+        .apply(([apiKeys, basicUsers, hs256Secrets]) => ({
           apiKeys,
           basicUsers,
-          ...(jwtHs256Secrets.length > 0 ? { jwtHs256Secrets } : {}),
+          ...(hs256Secrets.length > 0 ? { hs256Secrets } : {}),
         })),
     );
 

@@ -3,10 +3,10 @@ import * as pulumi from "@pulumi/pulumi";
 import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import type { ServiceType } from "../bundle/targets";
 import { renderConfigFiles } from "../bundle/render";
-import { type GatewaySpec, validateSpec } from "../bundle/spec";
-import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySpec } from "./AuthProxy";
+import { type GatewaySettings, validateSettings } from "../bundle/spec";
+import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySettings } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { callerPolicies, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { credentialSettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OLLAMA_PORT } from "./OllamaServer";
 
 
@@ -125,7 +125,7 @@ const OLLAMA_DEFAULTS = {
  * `requestsPerSecond / replicas`, so with requests spread evenly the sum is the configured rate.
  * Bursts are floored; N proxies then admit at most `burst + N` at once, where one admits `burst + 1`.
  */
-export function perProxyRateLimit(rate: GatewaySpec["rateLimit"], replicas: number): GatewaySpec["rateLimit"] {
+export function perProxyRateLimit(rate: GatewaySettings["rateLimit"], replicas: number): GatewaySettings["rateLimit"] {
   return { requestsPerSecond: rate.requestsPerSecond / replicas, burst: Math.floor(rate.burst / replicas) };
 }
 
@@ -302,8 +302,8 @@ export class KubernetesGateway extends GatewayComponent {
     const { certificates, credentials, jwt } = access;
     const httpsPort = tlsInProxy ? a.httpsPort : undefined;
     // The configured (or the spec's default) limit is the whole gateway's; each pod gets its share.
-    const rateLimit = perProxyRateLimit((a.proxy?.rateLimit as GatewaySpec["rateLimit"] | undefined) ?? validateSpec({}).rateLimit, a.proxyReplicas);
-    const spec = proxySpec(
+    const rateLimit = perProxyRateLimit((a.proxy?.rateLimit as GatewaySettings["rateLimit"] | undefined) ?? validateSettings({}).rateLimit, a.proxyReplicas);
+    const settings = proxySettings(
       this,
       {
         ...a.proxy,
@@ -312,19 +312,19 @@ export class KubernetesGateway extends GatewayComponent {
         ...(jwt ? { jwt } : {}),
         ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
         network: { allow: [], deny: [], trustedProxies: [], ...a.network },
-        callerPolicies: callerPolicies(a),
+        ...credentialSettings(a),
       },
       { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
       { upstream: `http://${this.ollamaServiceName}:${OLLAMA_PORT}`, resolver: { address: a.dnsServer, validSeconds: 5 } },
     );
-    const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(spec, "debian")).filter(([file]) => !file.endsWith("/.keep")));
+    const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(settings, "debian")).filter(([file]) => !file.endsWith("/.keep")));
     const configMap = new k8s.core.v1.ConfigMap(
       `${name}-proxy-config`,
       // No fixed name: a changed config is a new ConfigMap, so running pods keep the files they started with.
       { metadata: { namespace, labels: proxyLabels }, data: Object.fromEntries(Object.entries(configFiles).map(([file, content]) => [configMapKey(file), content])) },
       child,
     );
-    const credentialFiles = proxyCredentialFiles(this, spec, credentials.specCredentials, certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined);
+    const credentialFiles = proxyCredentialFiles(this, settings, credentials.specCredentials, certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined);
     const secret = new k8s.core.v1.Secret(
       `${name}-proxy-credentials`,
       {

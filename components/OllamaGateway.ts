@@ -4,7 +4,7 @@ import { gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
 import { AuthProxy } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { callerPolicies, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { credentialSettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
 
 export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type JwtIssuerSettings } from "./gatewayAccess";
@@ -131,7 +131,7 @@ export class OllamaGateway extends GatewayComponent {
           ...(jwt ? { jwt } : {}),
           ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
           network: { allow: [], deny: [], trustedProxies: [], ...a.network },
-          callerPolicies: callerPolicies(a),
+          ...credentialSettings(a),
         },
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,

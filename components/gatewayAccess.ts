@@ -5,7 +5,7 @@
  * had (`<name>-tls`, `<name>-credentials`), so no stack sees a rename.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { governanceOf, hasGovernance } from "../bundle/governance";
+import { governanceOf } from "../bundle/governance";
 import { clientEnvScript } from "../bundle/clientEnv";
 import type { GatewaySpecInput } from "../bundle/spec";
 import type { JwtSettings, ProxySettings } from "./AuthProxy";
@@ -191,7 +191,7 @@ export interface GatewayCommonArgs {
   /** Default none. */
   basicUsers?: BasicUserArgs[];
   /** Proxy settings (rate limit, timeouts, body size, CORS). Default: the gateway spec's defaults. */
-  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network" | "callerPolicies">;
+  proxy?: Omit<ProxySettings, "serverName" | "jwt" | "externalAuth" | "network" | "apiKeys" | "basicUsers">;
   /** JWT bearer tokens checked in the proxy, next to API keys and Basic users. Default: off. */
   jwt?: GatewayJwtArgs;
   /**
@@ -251,10 +251,8 @@ export abstract class GatewayComponent extends pulumi.ComponentResource {
   }
 }
 
-/** The governance of each credential that has any (`models`, `maxConcurrent`...), for the proxy's config files. */
-export function callerPolicies(a: { apiKeys: readonly ApiKeyArgs[]; basicUsers: readonly BasicUserArgs[] }): NonNullable<ProxySettings["callerPolicies"]> {
-  return {
-    apiKeys: a.apiKeys.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
-    basicUsers: a.basicUsers.filter(hasGovernance).map((e) => ({ name: e.name, ...governanceOf(e) })),
-  };
+/** Each credential's settings (name, scope, governance: `models`, `maxConcurrent`...), for the proxy; never its secret. */
+export function credentialSettings(a: { apiKeys: readonly ApiKeyArgs[]; basicUsers: readonly BasicUserArgs[] }): Pick<ProxySettings, "apiKeys" | "basicUsers"> {
+  const settings = (e: ApiKeyArgs | BasicUserArgs) => ({ name: e.name, scope: e.scope, ...governanceOf(e) });
+  return { apiKeys: a.apiKeys.map(settings), basicUsers: a.basicUsers.map(settings) };
 }

@@ -4,7 +4,7 @@
  * docs/configuration.md is generated from it (`npm run docs`, checked by test/docs.test.ts).
  */
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
-import { validateSpec } from "../bundle/spec";
+import { validateSettings } from "../bundle/spec";
 import type { ServiceType, Target } from "../bundle/targets";
 
 export const PROJECT = "ollama-gateway";
@@ -118,7 +118,7 @@ export const JWT_KEYS = ["jwtAudience", "jwtAlgorithms", "jwtHs256Secret", "jwtP
 export const EXTERNAL_AUTH_KEYS = ["externalAuthMode", "externalAuthTimeoutSeconds", "externalAuthNameHeader", "externalAuthScopeHeader", "externalAuthScopeValues"];
 
 /** The proxy spec's defaults, for the keys that set spec fields. */
-const SPEC_DEFAULTS = validateSpec({});
+const SPEC_DEFAULTS = validateSettings({});
 
 /**
  * Each key's default: the deployment's and the spec's own, taken from where they are defined;

@@ -8,7 +8,7 @@
  * wording config/messages.ts.
  */
 import { coversProxyLoopback } from "../bundle/addresses";
-import { formatIssues, gatewaySpecSchema, type GatewaySpecInput } from "../bundle/spec";
+import { formatIssues, gatewaySettingsSchema, type GatewaySettingsInput } from "../bundle/spec";
 import {
   checkImagesPinned, checkModelsOnce, coerce, hs256SecretFormat, jwksFormat, parseCredentialList, parsePublicKeys, parseScopeValues, parseSuppliedSecrets,
   plainSchema, rateLimitFormat,
@@ -28,9 +28,10 @@ export * from "./settings";
 
 /**
  * Validates raw stack config (keys without the `ollama-gateway:` prefix, values as strings)
- * and fills in defaults. Never throws on bad input.
+ * and fills in defaults. Never throws on bad input. `setSecrets`: secret keys that are set but
+ * not read here (scripts/rotate.ts reads the stack file without decrypting it).
  */
-export function parseStackConfig(raw: Readonly<Record<string, string | undefined>>): StackConfigResult {
+export function parseStackConfig(raw: Readonly<Record<string, string | undefined>>, setSecrets: readonly string[] = []): StackConfigResult {
   const errors: string[] = [];
   const coerced: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(raw)) {
@@ -97,16 +98,15 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
         errors.push(`${key(name)} is set but \`${switchKey}\` is empty, so ${what} is off; set \`${switchKey}\` or remove ${key(name)}.`);
 
   const scopeSources: ScopeValueSources = {};
-  let jwtSpec: GatewaySpecInput["jwt"];
+  let jwtSpec: GatewaySettingsInput["jwt"];
+  const hs256Supplied = coerced.jwtHs256Secret !== undefined || setSecrets.includes(HS256_ROTATION_NAME);
   let jwtSettings: JwtSettings | undefined;
   if (coerced.jwtIssuer !== undefined) {
     const algorithms = get("jwtAlgorithms");
     const hs256Secret = coerced.jwtHs256Secret as string | undefined;
-    if (hs256Secret !== undefined) {
-      parseFormat(hs256SecretFormat, "jwtHs256Secret", hs256Secret, errors);
-      if (!algorithms.includes("HS256"))
-        errors.push(`${key("jwtHs256Secret")} is set but \`jwtAlgorithms\` does not list \`HS256\`; add \`HS256\` to \`jwtAlgorithms\` or remove ${key("jwtHs256Secret")}.`);
-    }
+    if (hs256Secret !== undefined) parseFormat(hs256SecretFormat, "jwtHs256Secret", hs256Secret, errors);
+    if (hs256Supplied && !algorithms.includes("HS256"))
+      errors.push(`${key("jwtHs256Secret")} is set but \`jwtAlgorithms\` does not list \`HS256\`; add \`HS256\` to \`jwtAlgorithms\` or remove ${key("jwtHs256Secret")}.`);
     const scope = parseScopeValues("jwtScopeValues", get("jwtScopeValues"), errors);
     scopeSources.jwtScopeValues = scope.sources;
     const jwks = coerced.jwtJwks === undefined ? undefined : parseFormat(jwksFormat, "jwtJwks", coerced.jwtJwks, errors);
@@ -122,9 +122,9 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       nameClaim: get("jwtNameClaim"),
       clockSkewSeconds: get("jwtClockSkewSeconds"),
     };
+    // The settings of the section; its HS256 secret (supplied or generated) is a credential, checked above.
     const { hs256Secret: _secret, ...plainJwt } = jwtSettings;
-    // A stand-in for the HS256 secret (supplied or generated): it was checked above, without its value.
-    jwtSpec = { ...plainJwt, hs256Secrets: algorithms.includes("HS256") ? [{ secret: "x".repeat(32) }] : [] };
+    jwtSpec = plainJwt;
   }
   let externalAuth: ExternalAuthSettings | undefined;
   if (coerced.externalAuthUrl !== undefined) {
@@ -152,15 +152,13 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       );
   });
 
-  // Proxy settings and credential names go through the gateway spec's schema, so the proxy
-  // and the CLI refuse the same values with the same words. The digest is a placeholder:
-  // this check never renders anything.
-  const placeholder = "0".repeat(64);
-  const spec = gatewaySpecSchema.safeParse(
+  // Proxy settings and credential names go through the gateway settings' schema, so the proxy
+  // and the CLI refuse the same values with the same words.
+  const spec = gatewaySettingsSchema.safeParse(
     {
       serverName: get("hostname"),
-      apiKeys: apiKeys.map((entry) => ({ ...entry, keySha256: placeholder })),
-      basicUsers: basicUsers.map((entry) => ({ ...entry, passwordHash: `$2b$10$${"a".repeat(53)}` })),
+      apiKeys,
+      basicUsers,
       ...(rateLimit ? { rateLimit } : {}),
       maxBodySize: get("maxBodySize"),
       timeouts: {
@@ -194,7 +192,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     get("rotation"),
     new Set([...apiKeys, ...basicUsers].map((entry) => entry.name)),
     new Set([...(supplied?.apiKeys.keys() ?? []), ...(supplied?.basicUsers.keys() ?? [])]),
-    !hs256InUse ? "off" : jwtSettings?.hs256Secret !== undefined ? "supplied" : "generated",
+    !hs256InUse ? "off" : hs256Supplied ? "supplied" : "generated",
     errors,
   );
   [...apiKeys.map((e, i) => [e.name, `apiKeys[${i}]`]), ...basicUsers.map((e, i) => [e.name, `basicUsers[${i}]`])]

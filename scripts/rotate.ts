@@ -127,9 +127,7 @@ export function runRotate(argv: string[], options: { cwd?: string; now?: Date } 
     const read = ["apiKeys", "basicUsers", "rotation", "rotationGenerations", "jwtIssuer", "jwtAudience", "jwtAlgorithms", "jwtPublicKeysPem", "jwtJwks"];
     for (const key of read) raw[key] = asRaw(config[`${PROJECT}:${key}`], key);
     // Only whether the HS256 secret is set matters here (a set one cannot rotate): never its value.
-    if (config[`${PROJECT}:${HS256_ROTATION_NAME}`] !== undefined) raw[HS256_ROTATION_NAME] = "x".repeat(64);
-
-    const parsed = parseStackConfig(raw);
+    const parsed = parseStackConfig(raw, config[`${PROJECT}:${HS256_ROTATION_NAME}`] !== undefined ? [HS256_ROTATION_NAME] : []);
     if (!parsed.ok) return refuse(`the stack's rotation config has problems; fix them first:\n- ${parsed.errors.join("\n- ")}`);
     const settings = parsed.settings;
     const rotating = [...settings.apiKeys, ...settings.basicUsers].filter((entry) => entry.rotation).map((entry) => entry.name);

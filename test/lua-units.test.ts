@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { renderConfigLua } from "../bundle/render";
-import { validateSpec } from "../bundle/spec";
+import { validateSettings } from "../bundle/spec";
 
 const ROOT = path.join(__dirname, "..");
 // Debian's `luajit2` package: the OpenResty LuaJIT branch nginx's Lua module links (Debian's
@@ -23,7 +23,7 @@ describe("Lua units without nginx", () => {
 
   it("test/lua/units.lua passes", () => {
     mkdirSync(path.join(configDir, "gateway"));
-    writeFileSync(path.join(configDir, "gateway", "config.lua"), renderConfigLua(validateSpec({})));
+    writeFileSync(path.join(configDir, "gateway", "config.lua"), renderConfigLua(validateSettings({})));
     const run = spawnSync(LUAJIT, [path.join(ROOT, "test/lua/units.lua"), configDir, path.join(ROOT, "nginx/lua")], {
       encoding: "utf8",
       timeout: 20_000,

@@ -8,7 +8,7 @@ import { Ollama } from "ollama";
 import OpenAI from "openai";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
-import { parseSpec, validateSpec } from "../bundle/spec";
+import { parseSpec, validateSettings } from "../bundle/spec";
 import { type FakeOllama, type FakeOllamaOptions, QUEUE_FULL_ERROR, startFakeOllama } from "../harness/fake-ollama";
 import { bearer, rawRequest, request } from "../harness/http";
 import { nginxTestsEnabled, type RunningGateway, startGateway, waitUntil } from "../harness/nginx";
@@ -124,8 +124,8 @@ describe("spec: upstreams", () => {
 
 describe("a pool of one", () => {
   it("renders as `upstream` does: no balancer, no probes; only the name in the log differs", () => {
-    const single = renderConfigFiles(validateSpec({ upstream: "http://127.0.0.1:11434" }));
-    const listed = renderConfigFiles(validateSpec({ upstreams: [{ name: "gpu0", url: "http://127.0.0.1:11434" }] }));
+    const single = renderConfigFiles(validateSettings({ upstream: "http://127.0.0.1:11434" }));
+    const listed = renderConfigFiles(validateSettings({ upstreams: [{ name: "gpu0", url: "http://127.0.0.1:11434" }] }));
     for (const file of Object.keys(single)) {
       expect(listed[file].replace('default "gpu0";', 'default "ollama";'), file).toBe(single[file]);
     }

@@ -7,7 +7,7 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
-import { validateSpec } from "../bundle/spec";
+import { validateSettings } from "../bundle/spec";
 import { CONFIG_DEFAULTS, parseStackConfig } from "../config/stackConfig";
 import {
   configUploads,
@@ -27,13 +27,13 @@ const MODELS = ["gemma3:1b", "qwen3:0.6b"];
 const DOCKER_PROVIDER = "pulumi:providers:docker";
 const SERVER = "ollama-gateway:index:OllamaServer";
 
-/** The dev stack's proxy spec with a pool instead of the single `ollama`. */
+/** The dev stack's proxy settings with a pool instead of the single `ollama`. */
 const devSpecWith = (upstreams: { name: string; url: string; maxConcurrent?: number }[]) =>
-  validateSpec({
+  validateSettings({
     upstreams,
     listen: { address: "0.0.0.0", http: 8080, https: 8443 },
     serverName: "localhost",
-    tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
+    tls: true,
     accessLog: "/dev/stdout",
     errorLog: "/dev/stderr",
     // The stacks' default metrics port (metricsPort), inside the container on every address.

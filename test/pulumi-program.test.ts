@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
 import { renderConfigFiles } from "../bundle/render";
 import { CONFIG_DIGEST_LABEL, configDigest, syncScript } from "../components/AuthProxy";
-import { validateSpec } from "../bundle/spec";
+import { validateSettings } from "../bundle/spec";
 import { sha256Hex } from "../bundle/credentials";
 import { jwtKeyRecords, renderJwtKeysFile } from "../bundle/jwt";
 import {
@@ -37,7 +37,7 @@ const DEV_PROXY_SPEC = {
   upstream: "http://ollama:11434",
   listen: { address: "0.0.0.0", http: 8080, https: 8443 },
   serverName: "localhost",
-  tls: { certPem: "-----BEGIN CERTIFICATE-----", keyPem: "PRIVATE KEY-----" },
+  tls: true,
   accessLog: "/dev/stdout",
   errorLog: "/dev/stderr",
   // Metrics are on in the program (`metricsPort` 9145), published on the host's loopback only.
@@ -160,7 +160,7 @@ describe("the dev stack", () => {
     const writer = findResource(TYPES.container, "gateway-proxy-config-writer");
     expect(writer.inputs).toMatchObject({ mustRun: false, restart: "no", networkMode: "none", attach: true, user: "0:0" });
     expect(isSecretValue(writer.inputs.uploads)).toBe(false);
-    const spec = validateSpec(DEV_PROXY_SPEC);
+    const spec = validateSettings(DEV_PROXY_SPEC);
     const files = renderConfigFiles(spec, "debian");
     expect(configUploads()).toEqual(files);
     expect(Object.keys(files).some((file) => file.includes("credentials/"))).toBe(false);
@@ -357,15 +357,14 @@ describe("enterprise authentication and network restriction", () => {
     ({ program, resources } = await evaluate(enterpriseConfig()));
   });
 
-  it("uploads the config files renderConfigFiles gives for the same spec, whatever the HS256 secret", () => {
-    // Any stand-in secret: config files name issuer, audience and algorithms, never a key.
-    const spec = validateSpec({
+  it("uploads the config files renderConfigFiles gives for the same settings, whatever the HS256 secret", () => {
+    // Settings alone: config files name issuer, audience and algorithms, never a key.
+    const spec = validateSettings({
       ...DEV_PROXY_SPEC,
       jwt: {
         issuer: "https://login.example.com/",
         audience: "ollama-gateway",
         algorithms: ["HS256", "RS256"],
-        hs256Secrets: [{ secret: "y".repeat(48) }],
         publicKeys: [{ kid: "2026-01", pem: rsaPem }],
         scopeClaim: "roles",
         scopeValues: { read: [], inference: ["llm-user"], admin: ["llm-admin"] },

@@ -4,8 +4,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { renderBundle, renderConfigFiles } from "../bundle/render";
-import { parseSpec, validateSpec } from "../bundle/spec";
+import { renderBundle, renderConfigFiles, renderCredentials } from "../bundle/render";
+import { parseSpec, splitSpec, validateCredentials, validateSettings, validateSpec } from "../bundle/spec";
 import { chooseFlavor, DEBIAN_LUA_MODULE } from "../scripts/flavor";
 import { startFakeOllama } from "../harness/fake-ollama";
 import { request } from "../harness/http";
@@ -79,15 +79,58 @@ describe("parseSpec", () => {
   });
 });
 
+describe("settings and credentials", () => {
+  const SECRET = "s".repeat(16) + "0123456789abcdef";
+  it("split a whole spec into two halves that render the same bundle", () => {
+    const spec = validateSpec({
+      apiKeys: [{ name: "a", key: VALID_KEY, scope: "read", models: ["gemma3:*"] }],
+      jwt: { issuer: "i", audience: "a", algorithms: ["HS256"], hs256Secrets: [{ kid: "k", secret: SECRET }] },
+    });
+    const { settings, credentials } = splitSpec(spec);
+    expect(JSON.stringify(settings)).not.toContain(VALID_KEY);
+    expect(JSON.stringify(settings)).not.toContain(SECRET);
+    expect(validateSettings(settings)).toEqual(settings);
+    const rendered = { ...renderConfigFiles(settings), ...renderCredentials(settings, validateCredentials(settings, credentials)) };
+    expect(rendered).toEqual(renderBundle(spec).files);
+  });
+
+  it("hold the credentials to the settings: HS256 listed exactly with secrets, TLS material exactly with TLS, a secret per name", () => {
+    const settings = validateSettings({
+      listen: { https: 8443 },
+      tls: true,
+      apiKeys: [{ name: "a", scope: "read" }],
+      jwt: { issuer: "i", audience: "a", algorithms: ["HS256"] },
+    });
+    expect(() => validateCredentials(settings, { apiKeys: [{ name: "b", keySha256: "0".repeat(64) }], hs256Secrets: [{ secret: "short" }] })).toThrow(
+      [
+        "Invalid gateway spec (4 problems):",
+        "- `hs256Secrets[0].secret` is a secret of 5 characters (not shown); use at least 32 characters (RFC 7518: the key must be as long as the hash)",
+      ].join("\n"),
+    );
+    let message = "";
+    try {
+      validateCredentials(settings, { apiKeys: [{ name: "b", keySha256: "0".repeat(64) }] });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message.split("\n- ").slice(1)).toEqual([
+      "`apiKeys[0].name` (\"b\") has a secret but no entry in the settings' `apiKeys`; add one or remove the secret",
+      "`apiKeys[0].name` (\"a\") has no secret; give one for every credential of the settings",
+      "`jwt.algorithms` (\"HS256\") has no key: add `hs256Secrets`, or remove it",
+      "`tls` must be given (certPem and keyPem) when `tls` is on",
+    ]);
+  });
+});
+
 describe("renderer", () => {
   it("keeps config files independent of credentials", () => {
-    const a = validateSpec({ apiKeys: [{ name: "a", key: VALID_KEY, scope: "read" }] });
-    const b = validateSpec({ basicUsers: [{ name: "b", passwordHash: `$2b$10$${"a".repeat(53)}`, scope: "admin" }] });
+    const a = splitSpec(validateSpec({ apiKeys: [{ name: "a", key: VALID_KEY, scope: "read" }] })).settings;
+    const b = splitSpec(validateSpec({ basicUsers: [{ name: "b", passwordHash: `$2b$10$${"a".repeat(53)}`, scope: "admin" }] })).settings;
     expect(renderConfigFiles(a, "openresty")).toEqual(renderConfigFiles(b, "openresty"));
   });
 
   it("differs between flavours only in module loading", () => {
-    const spec = validateSpec({});
+    const spec = validateSettings({});
     const debian = renderConfigFiles(spec, "debian");
     const openresty = renderConfigFiles(spec, "openresty");
     for (const file of Object.keys(debian)) if (file !== "conf/nginx.conf") expect(openresty[file]).toBe(debian[file]);
