@@ -31,6 +31,18 @@ export function parseCredentialPolicies(raw: string | undefined, names: Set<stri
   return policies;
 }
 
+const GRANTS_FORMAT = jsonObject('use a JSON object from claim or header value to models, such as {"ollama-users": ["gemma3:*"]}');
+
+/**
+ * `jwtModelGrants` / `externalAuthModelGrants` as the section's `modelGrants` field: value ->
+ * models, as JSON; the spec's schema checks each entry (its wording mapped back to the key).
+ */
+export function modelGrantsOf(name: "jwtModelGrants" | "externalAuthModelGrants", coerced: Record<string, unknown>, errors: string[]): { modelGrants?: Record<string, string[]> } {
+  if (coerced[name] === undefined) return {};
+  const modelGrants = parseFormat(GRANTS_FORMAT, name, coerced[name], errors) as Record<string, string[]> | undefined;
+  return modelGrants ? { modelGrants } : {};
+}
+
 /** Gateway-wide request limits (bundle/governance.ts): 0 and "" mean none. */
 export function requestLimits(coerced: Record<string, unknown>): RequestLimits {
   const keepAlive = coerced.maxKeepAlive as string | undefined;

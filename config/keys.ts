@@ -69,6 +69,7 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   jwtJwks: { type: "string", unset: "", description: "A JWKS document as JSON, {\"keys\": [...]}, as the identity provider publishes it; \"\" = none." },
   jwtScopeClaim: { type: "string", description: "Claim that grants scopes, a space-separated string or an array (scope, roles, groups)." },
   jwtScopeValues: { type: "array", description: "Claim values that grant a gateway scope, as value:scope (such as ollama:inference:inference); [] = read, inference and admin map to themselves." },
+  jwtModelGrants: { type: "string", unset: "", description: "Models per claim value for JWT callers, JSON such as {\"ollama-users\": [\"gemma3:*\"]}: a caller may use the union of the models its values have, none when no value of its is listed (docs/governance.md); \"\" = every model." },
   jwtNameClaim: { type: "string", description: "Claim that names the caller in logs and rate limits." },
   jwtClockSkewSeconds: { type: "integer", description: "Leeway on exp, nbf and iat, 0 to 300 seconds." },
   externalAuthUrl: { type: "string", unset: "", description: "External authentication service check URL, such as http://10.0.0.5:4180/oauth2/auth (its host must resolve when the proxy starts); \"\" = off." },
@@ -77,6 +78,7 @@ export const CONFIG_KEYS: Record<string, { type: KeyType; secret?: boolean; unse
   externalAuthNameHeader: { type: "string", description: "Response header of the service that names the caller." },
   externalAuthScopeHeader: { type: "string", description: "Response header of the service with the granted values (commas or spaces between them)." },
   externalAuthScopeValues: { type: "array", description: "Header values that grant a gateway scope, as value:scope (such as ollama-users:inference); [] = read, inference and admin map to themselves." },
+  externalAuthModelGrants: { type: "string", unset: "", description: "Models per header value for external-auth callers, JSON such as {\"ollama-users\": [\"gemma3:*\"]}, as jwtModelGrants; \"\" = every model." },
   allowCidrs: { type: "array", description: "Client addresses served (CIDR blocks or addresses); with any entry, all others get 403 (127.0.0.1 is added for the container's healthcheck)." },
   denyCidrs: { type: "array", description: "Client addresses always refused (403), checked before allowCidrs; may not cover 127.0.0.1." },
   trustedProxyCidrs: { type: "array", description: "Load balancers or reverse proxies in front of the gateway (CIDR blocks or addresses, never /0); only their clientAddressHeader is believed, for allowCidrs, denyCidrs, failed-login limits and logs." },
@@ -114,8 +116,8 @@ export const DOCKER_ONLY_KEYS: Record<string, string> = {
 };
 
 /** Keys that only mean something with JWT on (`jwtIssuer` set) or external auth on (`externalAuthUrl` set). */
-export const JWT_KEYS = ["jwtAudience", "jwtAlgorithms", "jwtHs256Secret", "jwtPublicKeysPem", "jwtJwks", "jwtScopeClaim", "jwtScopeValues", "jwtNameClaim", "jwtClockSkewSeconds"];
-export const EXTERNAL_AUTH_KEYS = ["externalAuthMode", "externalAuthTimeoutSeconds", "externalAuthNameHeader", "externalAuthScopeHeader", "externalAuthScopeValues"];
+export const JWT_KEYS = ["jwtAudience", "jwtAlgorithms", "jwtHs256Secret", "jwtPublicKeysPem", "jwtJwks", "jwtScopeClaim", "jwtScopeValues", "jwtModelGrants", "jwtNameClaim", "jwtClockSkewSeconds"];
+export const EXTERNAL_AUTH_KEYS = ["externalAuthMode", "externalAuthTimeoutSeconds", "externalAuthNameHeader", "externalAuthScopeHeader", "externalAuthScopeValues", "externalAuthModelGrants"];
 
 /** The proxy spec's defaults, for the keys that set spec fields. */
 const SPEC_DEFAULTS = validateSettings({});

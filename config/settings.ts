@@ -30,6 +30,8 @@ export interface JwtSettings {
   jwks?: { keys: ({ kty: string } & Record<string, unknown>)[] };
   scopeClaim: string;
   scopeValues?: ScopeValues;
+  /** Models per claim value (`jwtModelGrants`); undefined: every model. */
+  modelGrants?: Record<string, string[]>;
   nameClaim: string;
   clockSkewSeconds: number;
   /** Rotation of the generated HS256 secret (`rotation` entry `jwtHs256Secret:<every>:<overlap>`). */
@@ -46,6 +48,8 @@ export interface ExternalAuthSettings {
   nameHeader: string;
   scopeHeader: string;
   scopeValues?: ScopeValues;
+  /** Models per header value (`externalAuthModelGrants`); undefined: every model. */
+  modelGrants?: Record<string, string[]>;
 }
 
 /** The validated stack, plain values only; `index.ts` wraps the secret ones in `pulumi.secret`. */

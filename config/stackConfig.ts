@@ -17,7 +17,7 @@ import { CONFIG_DEFAULTS, CONFIG_KEYS, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } f
 import { key, parseFormat, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
 import type { OnDemandRotation } from "./rotation";
 import { backendsSettings } from "./backendsConfig";
-import { metricsPort, parseCredentialPolicies, requestLimits } from "./governanceConfig";
+import { metricsPort, parseCredentialPolicies, modelGrantsOf, requestLimits } from "./governanceConfig";
 import { checkTarget, kubernetesSettings } from "./kubernetesConfig";
 import { parseRotation, parseRotationGenerations } from "./rotationConfig";
 import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME, type JwtSettings, type StackConfigResult } from "./settings";
@@ -119,6 +119,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwks !== undefined ? { jwks: jwks as JwtSettings["jwks"] } : {}),
       scopeClaim: get("jwtScopeClaim"),
       ...(scope.values ? { scopeValues: scope.values } : {}),
+      ...modelGrantsOf("jwtModelGrants", coerced, errors),
       nameClaim: get("jwtNameClaim"),
       clockSkewSeconds: get("jwtClockSkewSeconds"),
     };
@@ -137,6 +138,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       nameHeader: get("externalAuthNameHeader"),
       scopeHeader: get("externalAuthScopeHeader"),
       ...(scope.values ? { scopeValues: scope.values } : {}),
+      ...modelGrantsOf("externalAuthModelGrants", coerced, errors),
     };
   }
   const network = {

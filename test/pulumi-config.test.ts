@@ -315,6 +315,21 @@ describe("credentialPolicies (issue 16)", () => {
     ]);
   });
 
+  it("takes model grants for JWT and external-auth callers, and names the key, value and fix of a bad one", () => {
+    const jwt = { ...JWT_ON, jwtModelGrants: JSON.stringify({ "llm-user": ["gemma3:*"] }) };
+    const parsed = parseStackConfig(jwt);
+    expect(parsed.ok && parsed.settings.jwt?.modelGrants).toEqual({ "llm-user": ["gemma3:*"] });
+    expect(errorsOf({ ...JWT_ON, jwtModelGrants: JSON.stringify({ "llm-user": ["no spaces"] }) })).toEqual([
+      '`ollama-gateway:jwtModelGrants.llm-user[0]` is "no spaces"; use a model name such as `gemma3:1b`, or a glob with `*` such as `gemma3:*` (at most 100 characters).',
+    ]);
+    expect(errorsOf({ externalAuthUrl: "http://10.0.0.5:4180/oauth2/auth", externalAuthModelGrants: "[1]" })).toEqual([
+      '`ollama-gateway:externalAuthModelGrants` is "[1]"; use a JSON object from claim or header value to models, such as {"ollama-users": ["gemma3:*"]}.',
+    ]);
+    expect(errorsOf({ jwtModelGrants: JSON.stringify({ a: ["gemma3:1b"] }) })).toEqual([
+      "`ollama-gateway:jwtModelGrants` is set but `jwtIssuer` is empty, so JWT is off; set `jwtIssuer` or remove `ollama-gateway:jwtModelGrants`.",
+    ]);
+  });
+
   it("takes model lists with a pool of backends too (listings are the backends' union, cut down)", () => {
     const policies = { apiKeys: JSON.stringify(["app:inference"]), credentialPolicies: JSON.stringify({ app: { models: ["gemma3:*"] } }) };
     expect(parseStackConfig({ ...policies, ollamaUrls: JSON.stringify(["lab=http://10.0.0.5:11434"]) }).ok).toBe(true);

@@ -530,4 +530,17 @@ describe("governance in the program (issue 16)", () => {
     expect(policy).not.toContain("ops");
     expect(Object.values(configUploads()).join("\n")).not.toMatch(/\$2b\$10\$a{53}|0{64}/);
   });
+  it("renders jwtModelGrants and externalAuthModelGrants into the policy the proxy runs", async () => {
+    await evaluate({
+      ...devStackConfig(),
+      jwtIssuer: "https://login.example.com/",
+      jwtAudience: "ollama-gateway",
+      jwtAlgorithms: JSON.stringify(["HS256"]),
+      jwtModelGrants: JSON.stringify({ "llm-user": ["gemma3:*"] }),
+      externalAuthUrl: "http://10.0.0.5:4180/oauth2/auth",
+      externalAuthModelGrants: JSON.stringify({ "ollama-users": ["qwen3:8b"] }),
+    });
+    const policy = configUploads()["lua/gateway/policy.lua"];
+    expect(policy).toContain('model_grants = { jwt = { ["llm-user"] = { exact = {  }, globs = { "^gemma3:.*$" } } }, ext = { ["ollama-users"] = { exact = { ["qwen3:8b"] = true }, globs = {  } } } },');
+  });
 });
