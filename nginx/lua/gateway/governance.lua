@@ -134,10 +134,11 @@ end
 --- Log phase: runs once per request, after the response or the client's disconnect, and
 --- before the access log line is written.
 function _M.log()
-  local gw = ngx.ctx.gw
+  local ctx = ngx.ctx
+  local gw = ctx.gw
   local slot = gw and gw.slot or ngx_var.gw_inflight
   if slot and slot ~= "" then concurrency.leave(slot) end
-  local usage = ngx.ctx.usage
+  local usage = ctx.usage
   if usage then
     ngx_var.gw_ttft_ms = usage.ttft
     if usage.prompt or usage.completion then
