@@ -15,7 +15,8 @@
  *   --requests N     measured requests per segment (default 2000)
  *   --warmup W       warm-up requests (default 200)
  *   --only a,b       configuration ids to run (plain, ours-bearer-10, ours-bearer-100000,
- *                    ours-x-api-key, ours-basic, naive-1000)
+ *                    ours-x-api-key, ours-basic, naive-1000; with --governance: plain, baseline,
+ *                    no-accounting, default, on)
  *   --lua-dir DIR    copy DIR/*.lua over the bundle's lua/gateway/ (bisecting a scratch copy)
  *   --conf-dir DIR   copy DIR/*.conf over the bundle's conf/ (the same, for the nginx config)
  *   --keep DIR       keep the callgrind files (for callgrind_annotate) in DIR
@@ -394,6 +395,7 @@ async function governanceMain(): Promise<void> {
       [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
       [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
     ] as const) {
+      if (ONLY && !ONLY.has(id)) continue;
       const cg = await startUnderCallgrind(instance, fake.url);
       try {
         results.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
@@ -439,6 +441,8 @@ async function governanceMain(): Promise<void> {
   }
 
   const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;
+  // With --only a reference configuration may not have run.
+  const ratio = (reference: Measurement | undefined, r: Measurement) => (reference ? fmt(reference.perRequest / r.perRequest, 3) : "n/a");
   const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
   const wall = (performance.now() - started) / 1000;
   const md = [
@@ -459,7 +463,7 @@ async function governanceMain(): Promise<void> {
     ...results.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
+        ratio(by(results, "plain"), r), ratio(by(results, BASELINE ? "baseline" : "no-accounting"), r),
       ]),
     ),
     "",
@@ -482,7 +486,7 @@ async function governanceMain(): Promise<void> {
     "",
   ].join("\n");
   console.log(md);
-  if (!args["no-write"]) {
+  if (WRITE) {
     const file = path.join(BENCH_DIR, "results", "governance.md");
     const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
     const marker = "\n## Interpretation";
