@@ -106,7 +106,8 @@ function oursInstance(creds: BenchCredentials, count: number, variant: Governanc
       const files = renderBundle(validateSpec(spec), { flavor: "debian" }).files;
       if (variant === "no-accounting") {
         for (const file of ["conf/gateway-locations.conf", "conf/gateway-common.conf"])
-          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block .*$/gm, "");
+          // A block on one line, or one whose lines end at a line holding only its "}".
+          files[file] = files[file].replace(/^[ \t]*(body_filter|log)_by_lua_block \{(.*\}[ \t]*$|[^]*?^[ \t]*\}[ \t]*$)/gm, "");
       }
       writeBundle(dir, files);
       if (LUA_DIR) {
