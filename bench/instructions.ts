@@ -15,11 +15,13 @@
  *   --requests N     measured requests per segment (default 2000)
  *   --warmup W       warm-up requests (default 200)
  *   --only a,b       configuration ids to run (plain, ours-bearer-10, ours-bearer-100000,
- *                    ours-x-api-key, ours-basic, naive-1000)
+ *                    ours-x-api-key, ours-basic, naive-1000; with --governance: plain, baseline,
+ *                    no-accounting, default, on)
  *   --lua-dir DIR    copy DIR/*.lua over the bundle's lua/gateway/ (bisecting a scratch copy)
  *   --conf-dir DIR   copy DIR/*.conf over the bundle's conf/ (the same, for the nginx config)
  *   --keep DIR       keep the callgrind files (for callgrind_annotate) in DIR
  *   --no-write       print only; do not write bench/results/instructions.md
+ *   --repeat R       with --governance: start each configuration R times, report the median run
  * A run with --only, --lua-dir or --conf-dir never writes the results file.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
@@ -47,6 +49,7 @@ const { values: args } = parseArgs({
     governance: { type: "boolean", default: false },
     "stream-chunks": { type: "string", default: "10000" },
     baseline: { type: "string" },
+    repeat: { type: "string", default: "1" },
   },
 });
 const N = Number(args.requests);
@@ -61,6 +64,8 @@ const GOVERNANCE = args.governance;
 const STREAM_CHUNKS = Number(args["stream-chunks"]);
 /** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
 const BASELINE = args.baseline ? path.resolve(args.baseline) : undefined;
+/** `--repeat R` (with --governance): each configuration started R times, in turn; the median run is reported. */
+const REPEAT = Math.max(1, Number(args.repeat));
 
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "instructions.md");
 const REQUEST_PATH = "/api/version";
@@ -105,7 +110,8 @@ function oursInstance(creds: BenchCredentials, count: number, variant: Governanc
       const files = renderBundle(validateSpec(spec), { flavor: "debian" }).files;
       if (variant === "no-accounting") {
         for (const file of ["conf/gateway-locations.conf", "conf/gateway-common.conf"])
-          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block .*$/gm, "");
+          // A block on one line, or one whose lines end at a line holding only its "}".
+          files[file] = files[file].replace(/^[ \t]*(body_filter|log)_by_lua_block \{(.*\}[ \t]*$|[^]*?^[ \t]*\}[ \t]*$)/gm, "");
       }
       writeBundle(dir, files);
       if (LUA_DIR) {
@@ -383,27 +389,36 @@ async function governanceMain(): Promise<void> {
   const creds = makeCredentials(10);
   const headers = { Authorization: `Bearer ${validKey(creds, 10)}` };
   const metricsPort = await freePort();
-  const results: Measurement[] = [];
+  const runs: Measurement[] = [];
   const fake = await startFakeOllamaProcess({ chunks: 10, chunkIntervalMs: 10 });
   try {
     const baseline = BASELINE ? [[await baselineInstance(creds, BASELINE), "baseline", "gateway before issue 16 (--baseline)"] as const] : [];
-    for (const [instance, id, label] of [
+    const configs = [
       [plainInstance, "plain", "plain proxy, no auth"],
       ...baseline,
       [oursInstance(creds, 10, "no-accounting"), "no-accounting", "gateway, no body filter and no log phase"],
       [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
       [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
-    ] as const) {
-      const cg = await startUnderCallgrind(instance, fake.url);
-      try {
-        results.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
-      } finally {
-        await cg.running.stop();
+    ] as const;
+    for (let round = 0; round < REPEAT; round++) {
+      for (const [instance, id, label] of configs) {
+        if (ONLY && !ONLY.has(id)) continue;
+        const cg = await startUnderCallgrind(instance, fake.url);
+        try {
+          runs.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
+        } finally {
+          await cg.running.stop();
+        }
       }
     }
   } finally {
     await fake.stop();
   }
+  // A fresh nginx's count moves by several percent with the traces LuaJIT happens to compile:
+  // with --repeat, each configuration's median run.
+  const ids = [...new Set(runs.map((r) => r.id))];
+  const runsOf = (id: string) => runs.filter((r) => r.id === id).sort((a, b) => a.perRequest - b.perRequest);
+  const results = ids.map((id) => runsOf(id)[Math.floor((runsOf(id).length - 1) / 2)]);
   const streams: Measurement[] = [];
   let ttft: Record<string, number> = {};
   // --stream-chunks 0: the per-request part only.
@@ -439,6 +454,8 @@ async function governanceMain(): Promise<void> {
   }
 
   const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;
+  // With --only a reference configuration may not have run.
+  const ratio = (reference: Measurement | undefined, r: Measurement) => (reference ? fmt(reference.perRequest / r.perRequest, 3) : "n/a");
   const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
   const wall = (performance.now() - started) / 1000;
   const md = [
@@ -459,9 +476,17 @@ async function governanceMain(): Promise<void> {
     ...results.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
+        ratio(by(results, "plain"), r), ratio(by(results, BASELINE ? "baseline" : "no-accounting"), r),
       ]),
     ),
+    ...(REPEAT > 1
+      ? [
+          "",
+          `Each configuration was started ${REPEAT} times (in turn); a row is its median run. Every run, instructions per request:`,
+          "",
+          ...ids.map((id) => `- ${id}: ${runs.filter((r) => r.id === id).map((r) => fmt(r.perRequest)).join(", ")}`),
+        ]
+      : []),
     "",
     `## A ${fmt(STREAM_CHUNKS)}-chunk stream`,
     "",
@@ -482,7 +507,7 @@ async function governanceMain(): Promise<void> {
     "",
   ].join("\n");
   console.log(md);
-  if (!args["no-write"]) {
+  if (WRITE) {
     const file = path.join(BENCH_DIR, "results", "governance.md");
     const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
     const marker = "\n## Interpretation";

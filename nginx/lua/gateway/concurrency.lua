@@ -1,8 +1,9 @@
 -- In-flight requests per caller (spec `maxConcurrent`), counted in a shared dict so every worker
--- sees the same number. A slot is taken at the end of the access phase and given back in the
--- log phase, which nginx runs for every request that got one: finished, failed upstream, error
--- page, or abandoned by its client. The dict survives a reload (same name and size); the old
--- workers give their slots back as their requests end. The counts are also the in-flight gauge.
+-- sees the same number. A slot is taken at the end of the access phase (when a limit or the
+-- metrics read the count) and given back in the log phase, which nginx runs for every request
+-- that got one: finished, failed upstream, error page, or abandoned by its client. The dict
+-- survives a reload (same name and size); the old workers give their slots back as their
+-- requests end. The counts are also the in-flight gauge.
 local inflight = ngx.shared.gw_inflight
 
 local _M = {}

@@ -25,10 +25,16 @@ local function percent_escape(m)
   return str_format("%%%02X", m[0]:byte())
 end
 
+local RE_UNPRINTABLE = "[^\\x21-\\x7e]"
+
 --- The path as the access log may show it: at most 200 bytes, every byte outside printable
 --- ASCII percent-escaped, so a log line is valid UTF-8 JSON whatever the client sent.
 function _M.loggable_path(raw_path)
-  return (re_gsub(str_sub(raw_path, 1, 200), "[^\\x21-\\x7e]", percent_escape, "jo"))
+  local path = str_sub(raw_path, 1, 200)
+  -- ngx.re.gsub with a function allocates (and zeroes) a 4 KB buffer per call: only when needed.
+  local from, _, err = re_find(path, RE_UNPRINTABLE, "jo")
+  if not from and not err then return path end
+  return (re_gsub(path, RE_UNPRINTABLE, percent_escape, "jo"))
 end
 
 -- Whether the query string has a parameter named like a credential (or too many to check).

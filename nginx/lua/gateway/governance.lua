@@ -4,8 +4,7 @@
 -- request is counted in the metrics.
 --
 -- What the later phases need travels in ngx.ctx.gw (cheaper than nginx variables). ngx.ctx does
--- not survive an internal redirect (nginx's own error pages), so the slot is also named in
--- $gw_inflight, which does.
+-- not survive an internal redirect (nginx's own error pages), so the slot is kept by request.
 local policy = require "gateway.policy"
 local limits = require "gateway.limits"
 local concurrency = require "gateway.concurrency"
@@ -13,12 +12,25 @@ local errors = require "gateway.errors"
 local models = require "gateway.models"
 local budget = require "gateway.budget"
 local pool = require "gateway.pool"
+local get_request = require("resty.core.base").get_request
+local ffi = require "ffi"
+-- Required on first use: only when metrics are on.
+local metrics
 
 local ngx = ngx
 local ngx_var = ngx.var
 local sub, lower = string.sub, string.lower
 
 local _M = {}
+
+-- This worker's in-flight slots by nginx request (the same one after an internal redirect, unlike
+-- ngx.ctx; cheaper than a variable). The log phase, which every request reaches, removes its entry.
+local slots = {}
+
+-- The request's address as a number: resty.core hands out a new cdata for it on each call.
+local function request_id()
+  return tonumber(ffi.cast("intptr_t", get_request()))
+end
 
 -- OpenAI-compatible routes whose streams carry usage only when the client asks for it.
 local STREAM_USAGE_ROUTES = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true }
@@ -122,14 +134,17 @@ function _M.admit(caller_key, record, asked, class, path)
     end
   end
   local max = own and own.max_concurrent
-  if not concurrency.enter(label, max) then
-    ngx_var.gw_limited = "concurrency"
-    return errors.exit(429, "too many requests in progress for " .. record.name .. " (at most " .. max
-      .. " at once); retry when one has finished", { ["Retry-After"] = "1" })
+  -- Only a limit and the in-flight gauge read the count: without either, no slot is taken.
+  if max or policy.metrics then
+    if not concurrency.enter(label, max) then
+      ngx_var.gw_limited = "concurrency"
+      return errors.exit(429, "too many requests in progress for " .. record.name .. " (at most " .. max
+        .. " at once); retry when one has finished", { ["Retry-After"] = "1" })
+    end
+    slots[request_id()] = label
   end
-  ngx_var.gw_inflight = label
   ngx.ctx.gw = {
-    slot = label, caller = label, class = class, model = asked and asked.model or "", final = FINAL_OBJECT_ROUTES[path], budget = token_budget,
+    caller = label, class = class, model = asked and asked.model or "", final = FINAL_OBJECT_ROUTES[path], budget = token_budget,
   }
   if allowed_models and models.is_list(path) then return serve_list(allowed_models, path) end
 end
@@ -137,10 +152,15 @@ end
 --- Log phase: runs once per request, after the response or the client's disconnect, and
 --- before the access log line is written.
 function _M.log()
-  local gw = ngx.ctx.gw
-  local slot = gw and gw.slot or ngx_var.gw_inflight
-  if slot and slot ~= "" then concurrency.leave(slot) end
-  local usage = ngx.ctx.usage
+  local r = request_id()
+  local slot = slots[r]
+  if slot then
+    slots[r] = nil
+    concurrency.leave(slot)
+  end
+  local ctx = ngx.ctx
+  local gw = ctx.gw
+  local usage = ctx.usage
   if usage then
     ngx_var.gw_ttft_ms = usage.ttft
     if usage.prompt or usage.completion then
@@ -154,7 +174,10 @@ function _M.log()
     local tokens = usage.prompt and (usage.prompt + usage.completion) or usage.chunks or 0
     budget.charge(gw.caller, gw.budget, tokens)
   end
-  if policy.metrics then require("gateway.metrics").observe(gw, usage) end
+  if policy.metrics then
+    metrics = metrics or require("gateway.metrics")
+    metrics.observe(gw, usage)
+  end
 end
 
 return _M

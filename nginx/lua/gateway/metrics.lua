@@ -105,12 +105,60 @@ local function counter(name, labels, by)
   add("c\t" .. name .. "\t" .. labels, by or 1)
 end
 
-local function observe(name, labels, value)
+-- The dict keys of the per-request series, built once per worker and label values (all from
+-- bounded sets): a request then makes no new string, which costs more than the counting.
+-- requests[caller][class][status] = key; tokens[caller][model] = { prompt = key, completion = key };
+-- histograms[name][class] = { key of bucket 1, ..., key of +Inf, sum = key }.
+local request_keys, token_keys = {}, {}
+local histogram_keys = { ollama_gateway_request_duration_seconds = {}, ollama_gateway_time_to_first_byte_seconds = {} }
+
+local function branch(tree, key)
+  local child = tree[key]
+  if not child then
+    child = {}
+    tree[key] = child
+  end
+  return child
+end
+
+local function requests_key(caller, class, status)
+  local by_status = branch(branch(request_keys, caller), class)
+  local key = by_status[status]
+  if not key then
+    key = 'c\tollama_gateway_requests_total\tcaller="' .. caller .. '",route_class="' .. class .. '",status="' .. status .. '"'
+    by_status[status] = key
+  end
+  return key
+end
+
+local function tokens_keys(caller, model)
+  local by_model = branch(token_keys, caller)
+  local keys = by_model[model]
+  if not keys then
+    local labels = 'c\tollama_gateway_tokens_total\tcaller="' .. caller .. '",model="' .. model .. '",kind='
+    keys = { prompt = labels .. '"prompt"', completion = labels .. '"completion"' }
+    by_model[model] = keys
+  end
+  return keys
+end
+
+local function histogram(name, class)
+  local by_class = histogram_keys[name]
+  local series = by_class[class]
+  if not series then
+    local key = name .. '\troute_class="' .. class .. '"'
+    series = { sum = "s\t" .. key }
+    for i = 1, #BUCKETS + 1 do series[i] = "h\t" .. key .. "\t" .. i end
+    by_class[class] = series
+  end
+  return series
+end
+
+local function observe(series, value)
   local i = 1
   while i <= #BUCKETS and value > BUCKETS[i] do i = i + 1 end
-  local key = name .. "\t" .. labels
-  add("h\t" .. key .. "\t" .. i, 1)
-  add("s\t" .. key, value)
+  add(series[i], 1)
+  add(series.sum, value)
 end
 
 -- Values this worker already saw admitted (at most the caps' worth): no dict lookup for them.
@@ -160,16 +208,14 @@ function _M.observe(gw, usage)
     caller, class = caller_of(var), route_class(var)
   end
   if caller ~= "(none)" then caller = bounded("caller", caller, policy.series_cap.callers) end
-  local class_label = 'route_class="' .. class .. '"'
-  counter("ollama_gateway_requests_total", 'caller="' .. caller .. '",' .. class_label .. ',status="' .. status .. '"')
-  observe("ollama_gateway_request_duration_seconds", class_label, ngx.now() - ngx.req.start_time())
+  add(requests_key(caller, class, status), 1)
+  observe(histogram("ollama_gateway_request_duration_seconds", class), ngx.now() - ngx.req.start_time())
   if usage then
-    observe("ollama_gateway_time_to_first_byte_seconds", class_label, usage.ttft / 1000)
+    observe(histogram("ollama_gateway_time_to_first_byte_seconds", class), usage.ttft / 1000)
     if usage.prompt and gw and status == 200 then
-      local model = bounded("model", gw.model ~= "" and gw.model or "(none)", policy.series_cap.models)
-      local labels = 'caller="' .. caller .. '",model="' .. model .. '",kind='
-      counter("ollama_gateway_tokens_total", labels .. '"prompt"', usage.prompt)
-      counter("ollama_gateway_tokens_total", labels .. '"completion"', usage.completion)
+      local keys = tokens_keys(caller, bounded("model", gw.model ~= "" and gw.model or "(none)", policy.series_cap.models))
+      add(keys.prompt, usage.prompt)
+      add(keys.completion, usage.completion)
     end
   end
 
@@ -210,11 +256,7 @@ local function exposition()
   local now = ngx.time()
   local families = {}
   local function add(name, line)
-    local list = families[name]
-    if not list then
-      list = {}
-      families[name] = list
-    end
+    local list = branch(families, name)
     list[#list + 1] = line
   end
   local histograms = {}
@@ -237,8 +279,7 @@ local function exposition()
             local tab = find(rest, "\t[0-9]+$")
             labels, bucket = sub(rest, 1, tab - 1), tonumber(sub(rest, tab + 1))
           end
-          local byname = histograms[name] or {}
-          histograms[name] = byname
+          local byname = branch(histograms, name)
           local series = byname[labels] or { counts = {}, sum = 0 }
           byname[labels] = series
           if bucket then series.counts[bucket] = value else series.sum = value end

@@ -55,6 +55,8 @@ end
 function _M.body_filter()
   local ctx = ngx.ctx
   local u = ctx.usage
+  -- Timed already and nothing to count: not even the chunk is read (ngx.arg makes a string).
+  if u and u.mode == "none" then return end
   local chunk = ngx.arg[1]
   if not u then
     if chunk == "" and not ngx.arg[2] then return end
