@@ -15,11 +15,14 @@
  *   --requests N     measured requests per segment (default 2000)
  *   --warmup W       warm-up requests (default 200)
  *   --only a,b       configuration ids to run (plain, ours-bearer-10, ours-bearer-100000,
- *                    ours-x-api-key, ours-basic, naive-1000)
+ *                    ours-x-api-key, ours-basic, naive-1000; with --governance: plain, baseline,
+ *                    no-accounting, default, on, stream-no-accounting, stream-default, stream-on)
  *   --lua-dir DIR    copy DIR/*.lua over the bundle's lua/gateway/ (bisecting a scratch copy)
  *   --conf-dir DIR   copy DIR/*.conf over the bundle's conf/ (the same, for the nginx config)
  *   --keep DIR       keep the callgrind files (for callgrind_annotate) in DIR
  *   --no-write       print only; do not write bench/results/instructions.md
+ *   --usage-module SO  the gateway with the C token-accounting filter (scripts/build-usage-module.sh
+ *                    prints SO) instead of the Lua one; the "no accounting" variant has neither
  * A run with --only, --lua-dir or --conf-dir never writes the results file.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
@@ -47,6 +50,7 @@ const { values: args } = parseArgs({
     governance: { type: "boolean", default: false },
     "stream-chunks": { type: "string", default: "10000" },
     baseline: { type: "string" },
+    "usage-module": { type: "string" },
   },
 });
 const N = Number(args.requests);
@@ -54,6 +58,7 @@ const WARMUP = Number(args.warmup);
 const ONLY = args.only ? new Set(args.only.split(",")) : undefined;
 const LUA_DIR = args["lua-dir"] ? path.resolve(args["lua-dir"]) : undefined;
 const CONF_DIR = args["conf-dir"] ? path.resolve(args["conf-dir"]) : undefined;
+const USAGE_MODULE = args["usage-module"] ? path.resolve(args["usage-module"]) : undefined;
 const KEEP = args.keep ? path.resolve(args.keep) : undefined;
 const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 /** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
@@ -102,10 +107,11 @@ function oursInstance(creds: BenchCredentials, count: number, variant: Governanc
         apiKeys: (base.apiKeys ?? []).map((key) => ({ ...key, ...(on ? { maxConcurrent: 64, models: ["gemma3:*", "qwen3:*"] } : {}) })),
         ...(on ? { limits: { maxNumCtx: 8192, maxNumPredict: 4096, maxKeepAliveSeconds: 3600 }, metrics: { listen: { address: "127.0.0.1", port: metricsPort } } } : {}),
       };
-      const files = renderBundle(validateSpec(spec), { flavor: "debian" }).files;
+      const usageModule = variant === "no-accounting" ? undefined : USAGE_MODULE;
+      const files = renderBundle(validateSpec(spec), { flavor: "debian", usageModule }).files;
       if (variant === "no-accounting") {
         for (const file of ["conf/gateway-locations.conf", "conf/gateway-common.conf"])
-          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block .*$/gm, "");
+          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block \{(.*\}$|[\s\S]*?^\}$)/gm, "");
       }
       writeBundle(dir, files);
       if (LUA_DIR) {
@@ -394,6 +400,7 @@ async function governanceMain(): Promise<void> {
       [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
       [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
     ] as const) {
+      if (ONLY && !ONLY.has(id)) continue;
       const cg = await startUnderCallgrind(instance, fake.url);
       try {
         results.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
@@ -410,7 +417,12 @@ async function governanceMain(): Promise<void> {
   if (STREAM_CHUNKS > 0) {
     const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
     try {
-      for (const [variant, label] of [["no-accounting", "without accounting"], ["on", "with accounting, metrics, limits"]] as const) {
+      for (const [variant, label] of [
+        ["no-accounting", "without accounting"],
+        ["default", "with accounting, governance settings off"],
+        ["on", "with accounting, metrics, limits"],
+      ] as const) {
+        if (ONLY && !ONLY.has(`stream-${variant}`)) continue;
         const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
         try {
           streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
@@ -482,7 +494,7 @@ async function governanceMain(): Promise<void> {
     "",
   ].join("\n");
   console.log(md);
-  if (!args["no-write"]) {
+  if (WRITE) {
     const file = path.join(BENCH_DIR, "results", "governance.md");
     const existing = existsSync(file) ? readFileSync(file, "utf8") : "";
     const marker = "\n## Interpretation";

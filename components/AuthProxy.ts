@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
-import { renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, renderConfigFiles, renderCredentialFiles, workerFileLimit } from "../bundle/render";
 import { type GatewaySpec, type GatewaySpecInput, SpecError, validateSpec } from "../bundle/spec";
 import type { CredentialGovernance } from "../bundle/governance";
 import type { SpecCredentials } from "./Credentials";
@@ -249,7 +249,7 @@ export class AuthProxy extends pulumi.ComponentResource {
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
     const spec = proxySpec(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
-    const configFiles = renderConfigFiles(spec, "debian");
+    const configFiles = renderConfigFiles(spec, "debian", DEBIAN_USAGE_MODULE);
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
       throw new pulumi.ResourceError(

@@ -12,6 +12,8 @@ local concurrency = require "gateway.concurrency"
 local errors = require "gateway.errors"
 local models = require "gateway.models"
 local budget = require "gateway.budget"
+local usage_module = require("gateway.config").usage_module
+local read_usage = require("gateway.usage").from_module
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -137,8 +139,14 @@ function _M.log()
   local gw = ngx.ctx.gw
   local slot = gw and gw.slot or ngx_var.gw_inflight
   if slot and slot ~= "" then concurrency.leave(slot) end
-  local usage = ngx.ctx.usage
-  if usage then
+  local usage
+  if usage_module then
+    -- The access log reads the C filter's variables itself; only budgets and metrics need them here.
+    if (gw and gw.budget) or policy.metrics then usage = read_usage() end
+  else
+    usage = ngx.ctx.usage
+  end
+  if usage and not usage_module then
     ngx_var.gw_ttft_ms = usage.ttft
     if usage.prompt or usage.completion then
       usage.prompt, usage.completion = usage.prompt or 0, usage.completion or 0
