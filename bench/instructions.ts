@@ -64,6 +64,8 @@ const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 /** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
 const GOVERNANCE = args.governance;
 const STREAM_CHUNKS = Number(args["stream-chunks"]);
+/** Streams per gateway in each measured segment (`--governance`). */
+const STREAMS_PER_SEGMENT = 4;
 /** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
 const BASELINE = args.baseline ? path.resolve(args.baseline) : undefined;
 
@@ -342,20 +344,29 @@ function streamOnce(url: string, headers: Record<string, string>): Promise<void>
   });
 }
 
-/** Instructions per stream: 1 warm-up stream, then two segments of `count` streams. */
-async function measureStreams(cg: Callgrind, id: string, label: string, headers: Record<string, string>, count: number): Promise<Measurement> {
-  await streamOnce(cg.running.url, headers);
-  callgrindControl(cg, "--dump");
-  dumpTotal(cg, "warm-up");
-  const segments: number[] = [];
-  for (let s = 0; s < 2; s++) {
-    for (let i = 0; i < count; i++) await streamOnce(cg.running.url, headers);
+/**
+ * Instructions per stream, for several gateways at once: 1 warm-up stream each, then two
+ * segments of `count` streams each, taken in turn (one stream per gateway per round), so that
+ * machine load, which changes how many lines nginx reads at once and so its work per line, falls
+ * on every gateway alike.
+ */
+async function measureStreams(running: { cg: Callgrind; id: string; label: string }[], headers: Record<string, string>, count: number): Promise<Measurement[]> {
+  for (const { cg } of running) {
+    await streamOnce(cg.running.url, headers);
     callgrindControl(cg, "--dump");
-    const { instructions } = dumpTotal(cg, `segment ${s + 1}`);
-    segments.push(instructions / count);
-    log(`${id}: segment ${s + 1}: ${fmt(instructions / count)} instructions per ${fmt(STREAM_CHUNKS)}-chunk stream`);
+    dumpTotal(cg, "warm-up");
   }
-  return { id, label, instance: cg.running.name, segments, perRequest: (segments[0] + segments[1]) / 2 };
+  const segments = running.map(() => [] as number[]);
+  for (let s = 0; s < 2; s++) {
+    for (let i = 0; i < count; i++) for (const { cg } of running) await streamOnce(cg.running.url, headers);
+    for (const [k, { cg, id }] of running.entries()) {
+      callgrindControl(cg, "--dump");
+      const { instructions } = dumpTotal(cg, `segment ${s + 1}`);
+      segments[k].push(instructions / count);
+      log(`${id}: segment ${s + 1}: ${fmt(instructions / count)} instructions per ${fmt(STREAM_CHUNKS)}-chunk stream`);
+    }
+  }
+  return running.map(({ cg, id, label }, k) => ({ id, label, instance: cg.running.name, segments: segments[k], perRequest: (segments[k][0] + segments[k][1]) / 2 }));
 }
 
 /** Time to the first NDJSON line through two gateways, alternating, natively (not under valgrind). */
@@ -417,18 +428,20 @@ async function governanceMain(): Promise<void> {
   if (STREAM_CHUNKS > 0) {
     const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
     try {
-      for (const [variant, label] of [
-        ["no-accounting", "without accounting"],
-        ["default", "with accounting, governance settings off"],
-        ["on", "with accounting, metrics, limits"],
-      ] as const) {
-        if (ONLY && !ONLY.has(`stream-${variant}`)) continue;
-        const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
-        try {
-          streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
-        } finally {
-          await cg.running.stop();
+      const running: { cg: Callgrind; id: string; label: string }[] = [];
+      try {
+        for (const [variant, label] of [
+          ["no-accounting", "without accounting"],
+          ["default", "with accounting, governance settings off"],
+          ["on", "with accounting, metrics, limits"],
+        ] as const) {
+          if (ONLY && !ONLY.has(`stream-${variant}`)) continue;
+          const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
+          running.push({ cg, id: variant, label: `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}` });
         }
+        streams.push(...(await measureStreams(running, headers, STREAMS_PER_SEGMENT)));
+      } finally {
+        for (const { cg } of running) await cg.running.stop();
       }
     } finally {
       await streamFake.stop();

@@ -108,7 +108,10 @@ export interface StartOptions {
   openFileLimit?: number;
 }
 
-let builtUsageModule: string | undefined;
+/** Set by harness/global-setup.ts to the module it built for the test files. */
+export const USAGE_MODULE_VARIABLE = "OLLAMA_GATEWAY_USAGE_MODULE";
+
+let builtUsageModule: string | undefined = process.env[USAGE_MODULE_VARIABLE];
 
 /** The token-accounting module for this nginx: built on first use (minutes), then reused. */
 export function usageModulePath(): string {
