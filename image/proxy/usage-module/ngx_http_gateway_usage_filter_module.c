@@ -22,7 +22,12 @@
  *
  * Per chunk of a native stream the work is a look at the buffer's last bytes: Ollama's non-final
  * lines end with `,"done":false}\n`, and a line ending so decodes to done = false whatever came
- * before it (see final_fast). Only other chunks are parsed.
+ * before it (see ngx_http_gw_usage_body_filter). Only other chunks are parsed.
+ *
+ * Where it may differ from usage.lua, on input Ollama never sends: a count that is not a JSON
+ * integer of at most 18 digits counts 0 (Lua keeps 1.5, or reads "12"); a top-level key written
+ * with escapes is not recognised; JSON that only lua-cjson accepts (NaN, hex numbers) is invalid
+ * here; a scan-mode count of over 18 digits is cut.
  */
 
 #include <ngx_config.h>
