@@ -8,8 +8,9 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NGINX_SOURCE_DIR } from "../bundle/render";
+import { NGINX_SOURCE_DIR, renderBundle } from "../bundle/render";
 import { FINAL_OBJECT_PATHS } from "../bundle/routes";
+import { validateSpec } from "../bundle/spec";
 import { FAKE_MODEL } from "../harness/fake-ollama";
 import { bearer, request } from "../harness/http";
 import { freePort, nginxTestsEnabled, type RunningGateway, startGateway } from "../harness/nginx";
@@ -100,6 +101,26 @@ const CASES: Case[] = [
   { name: "Anthropic messages", path: "/v1/messages", answer: { pieces: [JSON.stringify({ type: "message", content: [], usage: { input_tokens: 9, output_tokens: 4 } })] }, expected: [9, 4] },
   { name: "not an inference route", path: "/api/show", answer: { pieces: [JSON.stringify({ prompt_eval_count: 3, eval_count: 2, done: true })] }, expected: [null, null] },
 ];
+
+describe("rendering the C filter", () => {
+  const spec = validateSpec({ upstream: "http://127.0.0.1:11434" });
+  it("loads the module, enables it in the API location and tells the Lua log phase", () => {
+    const files = renderBundle(spec, { flavor: "debian", usageModule: "/opt/gw/usage.so" }).files;
+    expect(files["conf/nginx.conf"]).toContain("load_module /opt/gw/usage.so;");
+    expect(files["conf/nginx.conf"]).toContain('"POST /api/generate" final;');
+    expect(files["conf/nginx.conf"]).toContain('"POST /v1/chat/completions" scan;');
+    expect(files["conf/gateway-locations.conf"]).toContain("gateway_usage $gw_usage_mode;");
+    expect(files["conf/gateway-locations.conf"]).not.toContain("body_filter_by_lua");
+    expect(files["lua/gateway/config.lua"]).toContain("usage_module = true,");
+    const lua = renderBundle(spec, { flavor: "openresty" }).files;
+    expect(lua["conf/nginx.conf"]).not.toContain("gateway_usage");
+    expect(lua["conf/gateway-locations.conf"]).toContain("body_filter_by_lua_block");
+    expect(lua["lua/gateway/config.lua"]).toContain("usage_module = false,");
+  });
+  it("refuses a path nginx would read as more than one", () => {
+    expect(() => renderBundle(spec, { flavor: "debian", usageModule: "/tmp/a b.so" })).toThrow(/not a file path nginx can load/);
+  });
+});
 
 describe("token accounting's routes", () => {
   it("are the same for the C filter (rendered from bundle/routes.ts) and the Lua one (governance.lua)", () => {
