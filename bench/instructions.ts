@@ -16,12 +16,13 @@
  *   --warmup W       warm-up requests (default 200)
  *   --only a,b       configuration ids to run (plain, ours-bearer-10, ours-bearer-100000,
  *                    ours-x-api-key, ours-basic, naive-1000; with --governance: plain, baseline,
- *                    no-accounting, default, on)
+ *                    no-accounting, default, on, stream-no-accounting, stream-default, stream-on)
  *   --lua-dir DIR    copy DIR/*.lua over the bundle's lua/gateway/ (bisecting a scratch copy)
  *   --conf-dir DIR   copy DIR/*.conf over the bundle's conf/ (the same, for the nginx config)
  *   --keep DIR       keep the callgrind files (for callgrind_annotate) in DIR
  *   --no-write       print only; do not write bench/results/instructions.md
- *   --repeat R       with --governance: start each configuration R times, report the median run
+ *   --usage-module SO  the gateway with the C token-accounting filter (scripts/build-usage-module.sh
+ *                    prints SO) instead of the Lua one; the "no accounting" variant has neither
  * A run with --only, --lua-dir or --conf-dir never writes the results file.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
@@ -49,7 +50,7 @@ const { values: args } = parseArgs({
     governance: { type: "boolean", default: false },
     "stream-chunks": { type: "string", default: "10000" },
     baseline: { type: "string" },
-    repeat: { type: "string", default: "1" },
+    "usage-module": { type: "string" },
   },
 });
 const N = Number(args.requests);
@@ -57,15 +58,16 @@ const WARMUP = Number(args.warmup);
 const ONLY = args.only ? new Set(args.only.split(",")) : undefined;
 const LUA_DIR = args["lua-dir"] ? path.resolve(args["lua-dir"]) : undefined;
 const CONF_DIR = args["conf-dir"] ? path.resolve(args["conf-dir"]) : undefined;
+const USAGE_MODULE = args["usage-module"] ? path.resolve(args["usage-module"]) : undefined;
 const KEEP = args.keep ? path.resolve(args.keep) : undefined;
 const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 /** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
 const GOVERNANCE = args.governance;
 const STREAM_CHUNKS = Number(args["stream-chunks"]);
+/** Streams per gateway in each measured segment (`--governance`). */
+const STREAMS_PER_SEGMENT = 4;
 /** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
 const BASELINE = args.baseline ? path.resolve(args.baseline) : undefined;
-/** `--repeat R` (with --governance): each configuration started R times, in turn; the median run is reported. */
-const REPEAT = Math.max(1, Number(args.repeat));
 
 const RESULTS_FILE = path.join(BENCH_DIR, "results", "instructions.md");
 const REQUEST_PATH = "/api/version";
@@ -107,11 +109,11 @@ function oursInstance(creds: BenchCredentials, count: number, variant: Governanc
         apiKeys: (base.apiKeys ?? []).map((key) => ({ ...key, ...(on ? { maxConcurrent: 64, models: ["gemma3:*", "qwen3:*"] } : {}) })),
         ...(on ? { limits: { maxNumCtx: 8192, maxNumPredict: 4096, maxKeepAliveSeconds: 3600 }, metrics: { listen: { address: "127.0.0.1", port: metricsPort } } } : {}),
       };
-      const files = renderBundle(validateSpec(spec), { flavor: "debian" }).files;
+      const usageModule = variant === "no-accounting" ? undefined : USAGE_MODULE;
+      const files = renderBundle(validateSpec(spec), { flavor: "debian", usageModule }).files;
       if (variant === "no-accounting") {
         for (const file of ["conf/gateway-locations.conf", "conf/gateway-common.conf"])
-          // A block on one line, or one whose lines end at a line holding only its "}".
-          files[file] = files[file].replace(/^[ \t]*(body_filter|log)_by_lua_block \{(.*\}[ \t]*$|[^]*?^[ \t]*\}[ \t]*$)/gm, "");
+          files[file] = files[file].replace(/^\s*(body_filter|log)_by_lua_block \{(.*\}$|[\s\S]*?^\}$)/gm, "");
       }
       writeBundle(dir, files);
       if (LUA_DIR) {
@@ -342,20 +344,29 @@ function streamOnce(url: string, headers: Record<string, string>): Promise<void>
   });
 }
 
-/** Instructions per stream: 1 warm-up stream, then two segments of `count` streams. */
-async function measureStreams(cg: Callgrind, id: string, label: string, headers: Record<string, string>, count: number): Promise<Measurement> {
-  await streamOnce(cg.running.url, headers);
-  callgrindControl(cg, "--dump");
-  dumpTotal(cg, "warm-up");
-  const segments: number[] = [];
-  for (let s = 0; s < 2; s++) {
-    for (let i = 0; i < count; i++) await streamOnce(cg.running.url, headers);
+/**
+ * Instructions per stream, for several gateways at once: 1 warm-up stream each, then two
+ * segments of `count` streams each, taken in turn (one stream per gateway per round), so that
+ * machine load, which changes how many lines nginx reads at once and so its work per line, falls
+ * on every gateway alike.
+ */
+async function measureStreams(running: { cg: Callgrind; id: string; label: string }[], headers: Record<string, string>, count: number): Promise<Measurement[]> {
+  for (const { cg } of running) {
+    await streamOnce(cg.running.url, headers);
     callgrindControl(cg, "--dump");
-    const { instructions } = dumpTotal(cg, `segment ${s + 1}`);
-    segments.push(instructions / count);
-    log(`${id}: segment ${s + 1}: ${fmt(instructions / count)} instructions per ${fmt(STREAM_CHUNKS)}-chunk stream`);
+    dumpTotal(cg, "warm-up");
   }
-  return { id, label, instance: cg.running.name, segments, perRequest: (segments[0] + segments[1]) / 2 };
+  const segments = running.map(() => [] as number[]);
+  for (let s = 0; s < 2; s++) {
+    for (let i = 0; i < count; i++) for (const { cg } of running) await streamOnce(cg.running.url, headers);
+    for (const [k, { cg, id }] of running.entries()) {
+      callgrindControl(cg, "--dump");
+      const { instructions } = dumpTotal(cg, `segment ${s + 1}`);
+      segments[k].push(instructions / count);
+      log(`${id}: segment ${s + 1}: ${fmt(instructions / count)} instructions per ${fmt(STREAM_CHUNKS)}-chunk stream`);
+    }
+  }
+  return running.map(({ cg, id, label }, k) => ({ id, label, instance: cg.running.name, segments: segments[k], perRequest: (segments[k][0] + segments[k][1]) / 2 }));
 }
 
 /** Time to the first NDJSON line through two gateways, alternating, natively (not under valgrind). */
@@ -389,49 +400,48 @@ async function governanceMain(): Promise<void> {
   const creds = makeCredentials(10);
   const headers = { Authorization: `Bearer ${validKey(creds, 10)}` };
   const metricsPort = await freePort();
-  const runs: Measurement[] = [];
+  const results: Measurement[] = [];
   const fake = await startFakeOllamaProcess({ chunks: 10, chunkIntervalMs: 10 });
   try {
     const baseline = BASELINE ? [[await baselineInstance(creds, BASELINE), "baseline", "gateway before issue 16 (--baseline)"] as const] : [];
-    const configs = [
+    for (const [instance, id, label] of [
       [plainInstance, "plain", "plain proxy, no auth"],
       ...baseline,
       [oursInstance(creds, 10, "no-accounting"), "no-accounting", "gateway, no body filter and no log phase"],
       [oursInstance(creds, 10), "default", "gateway as rendered, governance settings off"],
       [oursInstance(creds, 10, "on", metricsPort), "on", "gateway, metrics + limits + maxConcurrent + models on"],
-    ] as const;
-    for (let round = 0; round < REPEAT; round++) {
-      for (const [instance, id, label] of configs) {
-        if (ONLY && !ONLY.has(id)) continue;
-        const cg = await startUnderCallgrind(instance, fake.url);
-        try {
-          runs.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
-        } finally {
-          await cg.running.stop();
-        }
+    ] as const) {
+      if (ONLY && !ONLY.has(id)) continue;
+      const cg = await startUnderCallgrind(instance, fake.url);
+      try {
+        results.push(await measure(cg, id, `${label}: GET ${REQUEST_PATH}`, id === "plain" ? {} : headers));
+      } finally {
+        await cg.running.stop();
       }
     }
   } finally {
     await fake.stop();
   }
-  // A fresh nginx's count moves by several percent with the traces LuaJIT happens to compile:
-  // with --repeat, each configuration's median run.
-  const ids = [...new Set(runs.map((r) => r.id))];
-  const runsOf = (id: string) => runs.filter((r) => r.id === id).sort((a, b) => a.perRequest - b.perRequest);
-  const results = ids.map((id) => runsOf(id)[Math.floor((runsOf(id).length - 1) / 2)]);
   const streams: Measurement[] = [];
   let ttft: Record<string, number> = {};
   // --stream-chunks 0: the per-request part only.
   if (STREAM_CHUNKS > 0) {
     const streamFake = await startFakeOllamaProcess({ chunks: STREAM_CHUNKS, chunkIntervalMs: 0 });
     try {
-      for (const [variant, label] of [["no-accounting", "without accounting"], ["on", "with accounting, metrics, limits"]] as const) {
-        const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
-        try {
-          streams.push(await measureStreams(cg, variant, `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}`, headers, 3));
-        } finally {
-          await cg.running.stop();
+      const running: { cg: Callgrind; id: string; label: string }[] = [];
+      try {
+        for (const [variant, label] of [
+          ["no-accounting", "without accounting"],
+          ["default", "with accounting, governance settings off"],
+          ["on", "with accounting, metrics, limits"],
+        ] as const) {
+          if (ONLY && !ONLY.has(`stream-${variant}`)) continue;
+          const cg = await startUnderCallgrind(oursInstance(creds, 10, variant, metricsPort), streamFake.url);
+          running.push({ cg, id: variant, label: `${fmt(STREAM_CHUNKS)}-chunk /api/generate stream, ${label}` });
         }
+        streams.push(...(await measureStreams(running, headers, STREAMS_PER_SEGMENT)));
+      } finally {
+        for (const { cg } of running) await cg.running.stop();
       }
     } finally {
       await streamFake.stop();
@@ -454,8 +464,6 @@ async function governanceMain(): Promise<void> {
   }
 
   const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;
-  // With --only a reference configuration may not have run.
-  const ratio = (reference: Measurement | undefined, r: Measurement) => (reference ? fmt(reference.perRequest / r.perRequest, 3) : "n/a");
   const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
   const wall = (performance.now() - started) / 1000;
   const md = [
@@ -476,17 +484,9 @@ async function governanceMain(): Promise<void> {
     ...results.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        ratio(by(results, "plain"), r), ratio(by(results, BASELINE ? "baseline" : "no-accounting"), r),
+        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
       ]),
     ),
-    ...(REPEAT > 1
-      ? [
-          "",
-          `Each configuration was started ${REPEAT} times (in turn); a row is its median run. Every run, instructions per request:`,
-          "",
-          ...ids.map((id) => `- ${id}: ${runs.filter((r) => r.id === id).map((r) => fmt(r.perRequest)).join(", ")}`),
-        ]
-      : []),
     "",
     `## A ${fmt(STREAM_CHUNKS)}-chunk stream`,
     "",

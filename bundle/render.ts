@@ -25,13 +25,20 @@ import {
 } from "./credentials";
 import { renderMetricsServer, renderPolicyLua } from "./governance";
 import { JWT_KEYS_FILE, jwtKeyRecords, renderJwtKeysFile } from "./jwt";
-import { luaString, renderRoutesLua, SCOPE_RANK } from "./routes";
+import { FINAL_OBJECT_PATHS, luaString, ROUTE_POLICY, renderRoutesLua, SCOPE_RANK } from "./routes";
 import { type Flavor, type GatewayCredentials, type GatewaySettings, type GatewaySpec, type Scope, specBackends, splitSpec } from "./spec";
 
 export type BundleFiles = Record<string, string>;
 
 export interface RenderOptions {
   flavor?: Flavor;
+  /**
+   * The token-accounting body filter built from image/proxy/usage-module/
+   * (scripts/build-usage-module.sh) for the nginx that runs the bundle: its .so path there.
+   * Absent: the Lua body filter (gateway/usage.lua), the same numbers at about 2,800 more
+   * instructions per streamed chunk (bench/results/governance.md).
+   */
+  usageModule?: string;
   /** Hashes a Basic password given in clear. Default: bcrypt cost 10 with a random salt. */
   hashPassword?: (userName: string, password: string) => string;
 }
@@ -89,6 +96,26 @@ const MODULE_LOADING: Record<Flavor, string> = {
     "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
   ].join("\n"),
 };
+
+/** Where the proxy image (image/proxy/Dockerfile) installs the token-accounting module. */
+export const DEBIAN_USAGE_MODULE = "/usr/lib/nginx/modules/ngx_http_gateway_usage_filter_module.so";
+
+function usageModuleLoading(so: string): string {
+  if (!/^[^\s;"'{}$\\]+$/.test(so)) throw new Error(`usageModule: ${JSON.stringify(so)} is not a file path nginx can load (no spaces, quotes, ;, {, }, $ or \\)`);
+  return ["# The gateway's token-accounting body filter (image/proxy/usage-module/, gateway_usage).", `load_module ${so};`].join("\n");
+}
+
+/**
+ * What the C body filter reads per route (`gateway_usage $gw_usage_mode`): Ollama's final object
+ * on native generation routes, the last count fields on other inference routes, nothing
+ * elsewhere. Keyed by method and the raw path access.lua admitted ($gw_path).
+ */
+function renderUsageModeMap(): string {
+  const entries = ROUTE_POLICY.filter((route) => route.class === "inference" && !route.path.includes("/:")).map(
+    (route) => `        "${route.method} ${route.path}" ${FINAL_OBJECT_PATHS.includes(route.path) ? "final" : "scan"};`,
+  );
+  return ["    map \"$request_method $gw_path\" $gw_usage_mode {", "        default \"\";", ...entries, "    }"].join("\n");
+}
 
 /**
  * Fills `{{name}}` placeholders and `{{#if name}}...{{else}}...{{/if}}` blocks (not nested).
@@ -253,7 +280,7 @@ function externalAuthLocation(spec: GatewaySettings): string {
 }
 
 /** `gateway/config.lua`: the runtime settings the Lua modules read (no credentials). */
-export function renderConfigLua(spec: GatewaySettings): string {
+export function renderConfigLua(spec: GatewaySettings, usageModule = false): string {
   const httpsBase = httpsBaseUrl(spec);
   const origins = spec.cors.allowedOrigins.map((origin) => `    [${luaString(origin)}] = true,`);
   return [
@@ -278,17 +305,22 @@ export function renderConfigLua(spec: GatewaySettings): string {
     "  },",
     ...enterpriseAuthLua(spec),
     ...poolLua(spec),
+    "  -- Token counts come from the C body filter's $gateway_* variables, not ngx.ctx (gateway/usage.lua).",
+    `  usage_module = ${usageModule},`,
     "}",
     "",
   ].join("\n");
 }
 
 /** Config files: nginx configuration and Lua. They never contain credentials. */
-export function renderConfigFiles(spec: GatewaySettings, flavor: Flavor = "openresty"): BundleFiles {
+export function renderConfigFiles(spec: GatewaySettings, flavor: Flavor = "openresty", usageModule?: string): BundleFiles {
   const backends = specBackends(spec);
   const upstream = upstreamParts(backends[0].url);
   const values = {
-    moduleLoading: MODULE_LOADING[flavor],
+    moduleLoading: usageModule === undefined ? MODULE_LOADING[flavor] : `${MODULE_LOADING[flavor]}\n${usageModuleLoading(usageModule)}`,
+    usageModule: usageModule !== undefined,
+    usageModeMap: renderUsageModeMap(),
+    usageVariablePrefix: usageModule === undefined ? "gw_" : "gateway_",
     workerProcesses: String(spec.workerProcesses),
     pidFile: PID_FILE,
     userDirective: spec.user
@@ -338,7 +370,7 @@ export function renderConfigFiles(spec: GatewaySettings, flavor: Flavor = "openr
     "conf/gateway-common.conf": fillTemplate(readSource("gateway-common.conf.template"), values),
     "conf/gateway-locations.conf": fillTemplate(readSource("gateway-locations.conf.template"), values),
     "conf/gateway-health-probe.conf": fillTemplate(readSource("gateway-health-probe.conf.template"), values),
-    "lua/gateway/config.lua": renderConfigLua(spec),
+    "lua/gateway/config.lua": renderConfigLua(spec, usageModule !== undefined),
     "lua/gateway/routes.lua": renderRoutesLua(),
     "lua/gateway/policy.lua": renderPolicyLua(spec),
   };
@@ -429,5 +461,5 @@ export function workerUser(spec: Pick<GatewaySettings, "user">): string {
 export function renderBundle(spec: GatewaySpec, options: RenderOptions = {}): Bundle {
   const { settings, credentials } = splitSpec(spec);
   const credentialFiles = renderCredentials(settings, credentials, options.hashPassword);
-  return { files: { ...renderConfigFiles(settings, options.flavor), ...credentialFiles }, credentialPaths: Object.keys(credentialFiles) };
+  return { files: { ...renderConfigFiles(settings, options.flavor, options.usageModule), ...credentialFiles }, credentialPaths: Object.keys(credentialFiles) };
 }

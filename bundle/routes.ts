@@ -74,6 +74,13 @@ export const ROUTE_POLICY: readonly RoutePolicyEntry[] = [
   blocked("POST", "/api/experimental/web_fetch"),
 ];
 
+/**
+ * Routes whose answer ends with Ollama's final (done) object carrying the token counts, for the C
+ * token-accounting filter (image/proxy/usage-module/). gateway/governance.lua's
+ * FINAL_OBJECT_ROUTES, for the Lua one, must match (test/usage-filter.test.ts).
+ */
+export const FINAL_OBJECT_PATHS: readonly string[] = ["/api/generate", "/api/chat"];
+
 /** A scope allows every route class up to its own rank; rendered into config.lua for gateway/scopes.lua. */
 export const SCOPE_RANK: Record<Scope, number> = { read: 1, inference: 2, admin: 3 };
 

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
 import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
-import { renderConfigFiles, renderCredentials, workerFileLimit } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, renderConfigFiles, renderCredentials, workerFileLimit } from "../bundle/render";
 import { type GatewaySettings, type GatewaySettingsInput, SpecError, validateCredentials, validateSettings } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
 import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
@@ -227,7 +227,7 @@ export class AuthProxy extends pulumi.ComponentResource {
     const httpsPort = args.tls ? a.httpsPort : undefined;
 
     const settings = proxySettings(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
-    const configFiles = renderConfigFiles(settings, "debian");
+    const configFiles = renderConfigFiles(settings, "debian", DEBIAN_USAGE_MODULE);
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
       throw new pulumi.ResourceError(

@@ -2,7 +2,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import type { ServiceType } from "../bundle/targets";
-import { renderConfigFiles } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, renderConfigFiles } from "../bundle/render";
 import { type GatewaySettings, validateSettings } from "../bundle/spec";
 import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySettings } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
@@ -317,7 +317,7 @@ export class KubernetesGateway extends GatewayComponent {
       { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
       { upstream: `http://${this.ollamaServiceName}:${OLLAMA_PORT}`, resolver: { address: a.dnsServer, validSeconds: 5 } },
     );
-    const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(settings, "debian")).filter(([file]) => !file.endsWith("/.keep")));
+    const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(settings, "debian", DEBIAN_USAGE_MODULE)).filter(([file]) => !file.endsWith("/.keep")));
     const configMap = new k8s.core.v1.ConfigMap(
       `${name}-proxy-config`,
       // No fixed name: a changed config is a new ConfigMap, so running pods keep the files they started with.

@@ -98,8 +98,25 @@ export interface StartOptions {
    * module from the command line instead, to prove that bundle runs as rendered.
    */
   flavor?: "debian" | "openresty";
+  /**
+   * The C token-accounting filter (image/proxy/usage-module/, built once by scripts/build-usage-module.sh) on
+   * the debian flavour, unless false: then the Lua body filter, as on OpenResty (which always
+   * uses it here).
+   */
+  usageModule?: boolean;
   /** Soft open-file limit nginx starts with (as a container's default would give it), e.g. 1024. */
   openFileLimit?: number;
+}
+
+/** Set by harness/global-setup.ts to the module it built for the test files. */
+export const USAGE_MODULE_VARIABLE = "OLLAMA_GATEWAY_USAGE_MODULE";
+
+let builtUsageModule: string | undefined = process.env[USAGE_MODULE_VARIABLE];
+
+/** The token-accounting module for this nginx: built on first use (minutes), then reused. */
+export function usageModulePath(): string {
+  builtUsageModule ??= execFileSync(path.join(__dirname, "..", "scripts", "build-usage-module.sh"), { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }).trim();
+  return builtUsageModule;
 }
 
 const fastHash = (cost: number) => (_name: string, password: string) => bcryptHash(password, cost);
@@ -124,7 +141,8 @@ export async function startGateway(options: StartOptions): Promise<RunningGatewa
   // Workers run as `nobody` when the tests run as root: the prefix must be traversable.
   chmodSync(dir, 0o755);
   const flavor = options.flavor ?? "debian";
-  writeBundle(dir, renderBundle(spec, { flavor, hashPassword }).files, { workerUser: workerUser(spec) });
+  const usageModule = flavor === "debian" && options.usageModule !== false ? usageModulePath() : undefined;
+  writeBundle(dir, renderBundle(spec, { flavor, hashPassword, usageModule }).files, { workerUser: workerUser(spec) });
   // -g directives are parsed before the configuration file, so module loading can come from here.
   const loadLua = flavor === "openresty" ? `load_module ${path.dirname(LUA_MODULE)}/ndk_http_module.so; load_module ${LUA_MODULE}; ` : "";
 

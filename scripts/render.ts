@@ -1,8 +1,12 @@
 /**
- * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost N] [--reload]
+ * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so>|none] [--bcrypt-cost N] [--reload]
  *
  * Without `--flavor`, the flavour is detected from the nginx on this host (scripts/flavor.ts);
  * pass it when rendering for another host.
+ *
+ * `--usage-module <path>|none`: token accounting by the C body filter (image/proxy/usage-module/,
+ * built by scripts/build-usage-module.sh) at that path on the host that runs the bundle, or by
+ * the Lua one. Default: the proxy image's path on debian when it exists here; else the Lua one.
  *
  * Renders the proxy bundle from a spec file. Rendering into an existing bundle rewrites only
  * the files that changed, each atomically, so a running proxy picks up new credentials
@@ -23,13 +27,13 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { clientEnvScript, specEndpoint } from "../bundle/clientEnv";
 import { bcryptHash, bcryptVerify, HTPASSWD_FILE } from "../bundle/credentials";
-import { PID_FILE, renderBundle, workerUser } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, PID_FILE, renderBundle, workerUser } from "../bundle/render";
 import { FLAVORS, type Flavor, type GatewaySpec, parseSpec } from "../bundle/spec";
 import { isCredentialPath, writeBundle } from "../bundle/write";
 import { chooseFlavor, detectHostNginx } from "./flavor";
 
 const USAGE =
-  "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--bcrypt-cost 4-31] [--reload]\n" +
+  "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so path>|none] [--bcrypt-cost 4-31] [--reload]\n" +
   "       npm run render -- --config <spec.json> --client-env <key name> [--endpoint <url>] [--ca <file>|none]";
 
 function fail(problems: string[]): never {
@@ -61,6 +65,7 @@ function main(argv: string[]): void {
         "bcrypt-cost": { type: "string", default: "10" },
         reload: { type: "boolean", default: false },
         "client-env": { type: "string" },
+        "usage-module": { type: "string" },
         endpoint: { type: "string" },
         ca: { type: "string" },
         help: { type: "boolean", default: false },
@@ -106,7 +111,9 @@ function main(argv: string[]): void {
   const previous = existingHashes(outDir);
   const hashPassword = (name: string, password: string) =>
     previous.get(name)?.find((hash) => bcryptVerify(password, hash)) ?? bcryptHash(password, cost);
-  const bundle = renderBundle(parsed.spec, { flavor: flavor!, hashPassword });
+  // The C token-accounting filter where it is installed (debian: the proxy image's path), else Lua.
+  const usageModule = args["usage-module"] ?? (flavor === "debian" && existsSync(DEBIAN_USAGE_MODULE) ? DEBIAN_USAGE_MODULE : "none");
+  const bundle = renderBundle(parsed.spec, { flavor: flavor!, hashPassword, usageModule: usageModule === "none" ? undefined : usageModule });
   const fresh = !existsSync(path.join(outDir, "conf", "nginx.conf"));
   const written = writeBundle(outDir, bundle.files, { workerUser: workerUser(parsed.spec) });
   const removed = removeStaleCredentials(outDir, bundle.credentialPaths);
@@ -115,6 +122,7 @@ function main(argv: string[]): void {
     `render: ${outDir} (${flavor}${flavorNote}): ${written.length} file(s) written, ${Object.keys(bundle.files).length - written.length} unchanged` +
       `${removed.length ? `, ${removed.length} removed (${removed.join(", ")})` : ""}.\n`,
   );
+  process.stdout.write(`render: token accounting by ${usageModule === "none" ? "the Lua body filter" : `the C module ${usageModule}`} (\`--usage-module\`).\n`);
   const pidFile = path.join(outDir, PID_FILE);
   if (fresh) {
     process.stdout.write(`run it: nginx -p ${outDir}/ -c conf/nginx.conf\n`);

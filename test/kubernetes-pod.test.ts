@@ -18,7 +18,8 @@ import { type DnsStandIn, startDnsStandIn } from "../harness/dns-server";
 import { type FakeOllama, startFakeOllama } from "../harness/fake-ollama";
 import { bearer, request, streamChat } from "../harness/http";
 import { KubeletVolume } from "../harness/kubelet-volume";
-import { freePort, nginxTestsEnabled, requireNginxWithLua, waitUntil } from "../harness/nginx";
+import { DEBIAN_USAGE_MODULE } from "../bundle/render";
+import { freePort, nginxTestsEnabled, requireNginxWithLua, usageModulePath, waitUntil } from "../harness/nginx";
 import { waitForPort } from "../harness/ports";
 import { findResource, installMocks, resetRecorded, settle, TYPES, unwrap, valueOf } from "../harness/pulumi-mocks";
 
@@ -83,7 +84,9 @@ describe.runIf(nginxTestsEnabled)("the proxy pod, assembled as the kubelet mount
       if (volume.configMap) {
         for (const item of volume.configMap.items) {
           mkdirSync(path.dirname(path.join(target, item.path)), { recursive: true, mode: 0o755 });
-          writeFileSync(path.join(target, item.path), configMap.data[item.key], { mode: 0o644 });
+          // The image ships the token-accounting module at DEBIAN_USAGE_MODULE; this host's build stands in.
+          const content = (configMap.data[item.key] as string).replaceAll(DEBIAN_USAGE_MODULE, usageModulePath());
+          writeFileSync(path.join(target, item.path), content, { mode: 0o644 });
         }
       } else if (volume.secret) {
         // fsGroup makes the files the workers' group's; here the workers are nginx's `nobody`.

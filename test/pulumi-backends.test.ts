@@ -6,7 +6,7 @@
  * get; the local GPU form is also replayed on a real engine (test/containers.test.ts).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { renderConfigFiles } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, renderConfigFiles } from "../bundle/render";
 import { validateSettings } from "../bundle/spec";
 import { CONFIG_DEFAULTS, parseStackConfig } from "../config/stackConfig";
 import {
@@ -97,7 +97,7 @@ describe("one Ollama container per GPU group on this host", () => {
       { name: "gpu0", url: "http://ollama-gpu0:11434" },
       { name: "gpu1", url: "http://ollama-gpu1:11434" },
     ];
-    expect(configUploads()).toEqual(renderConfigFiles(devSpecWith(upstreams), "debian"));
+    expect(configUploads()).toEqual(renderConfigFiles(devSpecWith(upstreams), "debian", DEBIAN_USAGE_MODULE));
   });
 });
 
@@ -156,6 +156,7 @@ describe("Ollama on other Docker hosts over SSH", () => {
           { name: "box2", url: "http://[fd00::12]:11434" },
         ]),
         "debian",
+        DEBIAN_USAGE_MODULE,
       ),
     );
   });
@@ -173,6 +174,7 @@ describe("existing Ollama servers by URL", () => {
           { name: "lab", url: "http://10.0.0.5:11434" },
         ]),
         "debian",
+        DEBIAN_USAGE_MODULE,
       ),
     );
   });
@@ -189,6 +191,7 @@ describe("existing Ollama servers by URL", () => {
           { name: "lab2", url: "http://10.0.0.6:11434" },
         ]),
         "debian",
+        DEBIAN_USAGE_MODULE,
       ),
     );
   });
@@ -204,13 +207,14 @@ describe("a limit per backend (ollamaMaxConcurrent)", () => {
           { name: "gpu1", url: "http://ollama-gpu1:11434", maxConcurrent: 4 },
         ]),
         "debian",
+        DEBIAN_USAGE_MODULE,
       ),
     );
   });
 
   it("on the single local server makes it a pool of one, since only a pool counts requests", async () => {
     await evaluateProgram({ ...devStackConfig(), ollamaMaxConcurrent: ["ollama=2"] });
-    expect(configUploads()).toEqual(renderConfigFiles(devSpecWith([{ name: "ollama", url: "http://ollama:11434", maxConcurrent: 2 }]), "debian"));
+    expect(configUploads()).toEqual(renderConfigFiles(devSpecWith([{ name: "ollama", url: "http://ollama:11434", maxConcurrent: 2 }]), "debian", DEBIAN_USAGE_MODULE));
   });
 
   it("refuses an unknown backend, a second limit and a limit under 1", async () => {

@@ -6,7 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { beforeAll, describe, expect, it, vi } from "vitest";
-import { renderConfigFiles } from "../bundle/render";
+import { DEBIAN_USAGE_MODULE, renderConfigFiles } from "../bundle/render";
 import { CONFIG_DIGEST_LABEL, configDigest, syncScript } from "../components/AuthProxy";
 import { validateSettings } from "../bundle/spec";
 import { sha256Hex } from "../bundle/credentials";
@@ -161,7 +161,7 @@ describe("the dev stack", () => {
     expect(writer.inputs).toMatchObject({ mustRun: false, restart: "no", networkMode: "none", attach: true, user: "0:0" });
     expect(isSecretValue(writer.inputs.uploads)).toBe(false);
     const spec = validateSettings(DEV_PROXY_SPEC);
-    const files = renderConfigFiles(spec, "debian");
+    const files = renderConfigFiles(spec, "debian", DEBIAN_USAGE_MODULE);
     expect(configUploads()).toEqual(files);
     expect(Object.keys(files).some((file) => file.includes("credentials/"))).toBe(false);
     const configVolume = writer.inputs.volumes[0].volumeName;
@@ -374,7 +374,7 @@ describe("enterprise authentication and network restriction", () => {
       network: { allow: ["10.0.0.0/8", "2001:db8::/32", "127.0.0.1"], deny: ["10.9.0.0/16"], trustedProxies: ["10.20.0.0/24"] },
     });
     const uploaded = configUploads();
-    expect(uploaded).toEqual(renderConfigFiles(spec, "debian"));
+    expect(uploaded).toEqual(renderConfigFiles(spec, "debian", DEBIAN_USAGE_MODULE));
     expect(uploaded["lua/gateway/config.lua"]).toContain('issuer = "https://login.example.com/"');
     expect(uploaded["conf/gateway-locations.conf"]).toContain(`proxy_pass ${authUrl};`);
   });

@@ -16,6 +16,8 @@ local get_request = require("resty.core.base").get_request
 local ffi = require "ffi"
 -- Required on first use: only when metrics are on.
 local metrics
+local usage_module = require("gateway.config").usage_module
+local read_usage = require("gateway.usage").from_module
 
 local ngx = ngx
 local ngx_var = ngx.var
@@ -160,8 +162,14 @@ function _M.log()
   end
   local ctx = ngx.ctx
   local gw = ctx.gw
-  local usage = ctx.usage
-  if usage then
+  local usage
+  if usage_module then
+    -- The access log reads the C filter's variables itself; only budgets and metrics need them here.
+    if (gw and gw.budget) or policy.metrics then usage = read_usage() end
+  else
+    usage = ctx.usage
+  end
+  if usage and not usage_module then
     ngx_var.gw_ttft_ms = usage.ttft
     if usage.prompt or usage.completion then
       usage.prompt, usage.completion = usage.prompt or 0, usage.completion or 0

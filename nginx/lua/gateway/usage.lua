@@ -1,7 +1,10 @@
--- Token accounting as the response passes (body_filter_by_lua): every chunk goes on to the
--- client unchanged and at once; only references to the last line, and a 40-byte tail, are kept.
--- Leaves ngx.ctx.usage = { ttft (ms since the request arrived), prompt, completion }; the log
--- phase (governance.lua) puts them in the access log and the metrics.
+-- Token accounting as the response passes. Where image/proxy/usage-module/ (a C body filter) is loaded, it
+-- does the work and from_module() reads its variables; elsewhere (OpenResty, or a host without
+-- the built module) body_filter() does the same in Lua, at ~50 times the CPU per streamed chunk:
+-- every chunk goes on to the client unchanged and at once; only references to the last line,
+-- and a 40-byte tail, are kept. Either way the log phase (governance.lua) gets
+-- { ttft (ms since the request arrived), prompt, completion, chunks }, and puts them in the
+-- access log and the metrics. The two must give the same numbers (test/governance.test.ts).
 --
 -- Where the numbers come from (docs/governance.md):
 -- - /api/generate and /api/chat: the last line (NDJSON stream) or the whole body (stream:false),
@@ -50,6 +53,19 @@ local function final_line_counts(u, text)
     u.prompt = tonumber(final.prompt_eval_count) or 0
     u.completion = tonumber(final.eval_count) or 0
   end
+end
+
+--- What the C body filter read, in body_filter's shape; nil when it saw no response body.
+function _M.from_module()
+  local var = ngx.var
+  local ttft = var.gateway_ttft_ms
+  if not ttft then return nil end
+  return {
+    ttft = tonumber(ttft),
+    prompt = tonumber(var.gateway_prompt_tokens),
+    completion = tonumber(var.gateway_completion_tokens),
+    chunks = tonumber(var.gateway_chunks),
+  }
 end
 
 function _M.body_filter()
