@@ -33,6 +33,11 @@ export interface ProxyPorts {
 export interface ProxyDeployment {
   ports: ProxyPorts;
   backend: ProxyBackend;
+  /**
+   * Proxies that share the gateway's `rateLimit` without sharing state (Kubernetes replicas):
+   * each runs its share (`perProxyRateLimit`). Default 1.
+   */
+  replicas?: number;
 }
 
 declare const validated: unique symbol;
@@ -81,9 +86,10 @@ export function parseProxySettings(
     coversProxyLoopback(block) ? [{ code: "custom", path: ["network", "deny", i], input: undefined, message: `is ${JSON.stringify(block)}, which ${LOOPBACK_DENIED}` }] : [],
   );
   const result = gatewaySettingsSchema.safeParse(proxySettingsInput(settings, deployment), { reportInput: true });
-  const issues = [...loopback, ...(result.success ? [] : result.error.issues)];
-  if (issues.length > 0) return { ok: false, issues };
-  return { ok: true, settings: result.data as ProxyGatewaySettings };
+  if (!result.success || loopback.length > 0) return { ok: false, issues: [...loopback, ...(result.success ? [] : result.error.issues)] };
+  // The limit is checked as configured, for the whole gateway; a valid limit's share is valid too.
+  const rateLimit = perProxyRateLimit(result.data.rateLimit, deployment.replicas ?? 1);
+  return { ok: true, settings: { ...result.data, rateLimit } as ProxyGatewaySettings };
 }
 
 /** `parseProxySettings`, throwing one `SpecError` that lists every problem. */

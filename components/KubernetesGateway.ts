@@ -3,9 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import type { ServiceType } from "../bundle/targets";
 import { renderConfigFiles } from "../bundle/render";
-import { type GatewaySettings, validateSettings } from "../bundle/spec";
 import { KUBERNETES_DNS_DEFAULTS, kubernetesOllamaName, kubernetesProxyBackend, ollamaServiceName } from "../bundle/backends";
-import { perProxyRateLimit } from "../bundle/proxySettings";
 import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySettingsOn } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
 import { callerProxySettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
@@ -295,14 +293,11 @@ export class KubernetesGateway extends GatewayComponent {
     // The configured (or the spec's default) limit is the whole gateway's; each pod gets its share.
     const settings =
       args.settings ??
-      proxySettingsOn(
-        this,
-        {
-          ...callerProxySettings(a, jwt),
-          rateLimit: perProxyRateLimit((a.proxy?.rateLimit as GatewaySettings["rateLimit"] | undefined) ?? validateSettings({}).rateLimit, a.proxyReplicas),
-        },
-        { ports: { http: a.httpPort, https: httpsPort, metrics: a.metricsPort }, backend: kubernetesProxyBackend(this.ollamaServiceName, a.dnsServer) },
-      );
+      proxySettingsOn(this, callerProxySettings(a, jwt), {
+        ports: { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
+        backend: kubernetesProxyBackend(this.ollamaServiceName, a.dnsServer),
+        replicas: a.proxyReplicas,
+      });
     const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(settings, "debian")).filter(([file]) => !file.endsWith("/.keep")));
     const configMap = new k8s.core.v1.ConfigMap(
       `${name}-proxy-config`,

@@ -4,7 +4,7 @@
  * index.ts hands the result to the gateway component, which renders from it as it is.
  */
 import { dockerProxyBackend, KUBERNETES_DNS_DEFAULTS, kubernetesProxyBackend, ollamaServiceName } from "../bundle/backends";
-import { parseProxySettings, perProxyRateLimit, type ProxyDeployment, type ProxyGatewaySettings, type ProxySettings, DEPLOYMENT_FIELDS } from "../bundle/proxySettings";
+import { DEPLOYMENT_FIELDS, parseProxySettings, type ProxyDeployment, type ProxyGatewaySettings, type ProxySettings } from "../bundle/proxySettings";
 import { formatIssues } from "../bundle/spec";
 import type { CONFIG_DEFAULTS } from "./keys";
 import { type ScopeValueSources, sectionWording, specPathToKey, withPeriod } from "./messages";
@@ -20,7 +20,8 @@ function deployment(get: Get, backends: OllamaBackendsSettings, metricsPort: num
   const ports = { http: get("httpPort"), ...(get("tlsMode") !== "none" ? { https: get("httpsPort") } : {}), ...(metricsPort !== undefined ? { metrics: metricsPort } : {}) };
   if (get("target") !== "kubernetes") return { ports, backend: dockerProxyBackend(backends) };
   const { clusterDomain, dnsServer } = KUBERNETES_DNS_DEFAULTS;
-  return { ports, backend: kubernetesProxyBackend(ollamaServiceName(GATEWAY_NAME, get("k8sNamespace"), clusterDomain), dnsServer) };
+  // The stack's rate limit is the whole gateway's: each proxy pod runs its share.
+  return { ports, backend: kubernetesProxyBackend(ollamaServiceName(GATEWAY_NAME, get("k8sNamespace"), clusterDomain), dnsServer), replicas: get("proxyReplicas") };
 }
 
 /**
@@ -33,9 +34,7 @@ export function proxyConfig(
   get: Get,
   facts: { backends: OllamaBackendsSettings; metricsPort?: number; scopeSources: ScopeValueSources },
 ): { settings?: ProxyGatewaySettings; errors: string[]; checkedByKeys: string[] } {
-  // The stack's rate limit is the whole gateway's: on Kubernetes each proxy pod enforces its share.
-  const rateLimit = settings.rateLimit && get("target") === "kubernetes" ? perProxyRateLimit(settings.rateLimit as { requestsPerSecond: number; burst: number }, get("proxyReplicas")) : settings.rateLimit;
-  const result = parseProxySettings({ ...settings, ...(rateLimit ? { rateLimit } : {}) }, deployment(get, facts.backends, facts.metricsPort));
+  const result = parseProxySettings(settings, deployment(get, facts.backends, facts.metricsPort));
   if (result.ok) return { settings: result.settings, errors: [], checkedByKeys: [] };
   const word = (issues: typeof result.issues) =>
     formatIssues(issues.map((issue) => ({ ...issue, path: specPathToKey(issue.path, facts.scopeSources) }))).map(sectionWording).map(withPeriod);
