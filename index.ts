@@ -6,7 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { type CredentialRotationArgs, KubernetesGateway, OllamaGateway } from "./components";
 import { rotationClock, rotationState, type RotationState } from "./config/rotation";
-import { CONFIG_KEYS, type CredentialRotation, HS256_ROTATION_NAME, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
+import { CONFIG_KEYS, type CredentialRotation, GATEWAY_NAME, HS256_ROTATION_NAME, parseStackConfig, PROJECT, StackConfigError } from "./config/stackConfig";
 
 // Every key of this project's namespace, as raw strings: the parser validates them all at once
 // (secrets included, so a bad key is refused before any resource exists) and flags unknown
@@ -42,7 +42,7 @@ const rotationArgs = (name: string, rotation: CredentialRotation | undefined): {
   return { rotation: { generation: state.generation, ...(state.previousLive ? { previousNotAfter: state.previousNotAfter } : {}) } };
 };
 
-// What both targets take the same way: names, TLS, credentials, proxy settings.
+// What both targets take the same way: names, TLS, credentials, the proxy's settings.
 const common = {
   hostname: s.hostname,
   dnsNames: s.dnsNames,
@@ -60,19 +60,8 @@ const common = {
     ...(password !== undefined ? { password: pulumi.secret(password) } : {}),
     ...rotationArgs(entry.name, rotation),
   })),
-  proxy: {
-    rateLimit: s.rateLimit,
-    maxBodySize: s.maxBodySize,
-    timeouts: {
-      upstreamConnectSeconds: 5,
-      upstreamReadSeconds: s.upstreamReadTimeoutSeconds,
-      upstreamSendSeconds: 900,
-      clientHeaderSeconds: 10,
-      clientBodySeconds: 60,
-    },
-    cors: { allowedOrigins: s.corsAllowedOrigins },
-    limits: s.limits,
-  },
+  // What the proxy runs, validated by config/ for these same ports and backends: rendered as it is.
+  settings: s.proxySettings,
   ...(s.jwt
     ? {
         jwt: (({ hs256Secret, hs256Rotation, ...jwt }) => ({
@@ -82,15 +71,13 @@ const common = {
         }))(s.jwt),
       }
     : {}),
-  ...(s.externalAuth ? { externalAuth: s.externalAuth } : {}),
-  network: s.network,
 };
 const ollama = { image: s.ollamaImage, models: s.models, keepAlive: s.ollama.keepAlive, numParallel: s.ollama.numParallel, maxLoadedModels: s.ollama.maxLoadedModels };
 
 const k = s.kubernetes;
 const gateway = k
   ? new KubernetesGateway(
-      "gateway",
+      GATEWAY_NAME,
       {
         ...common,
         namespace: k.namespace,
@@ -108,7 +95,7 @@ const gateway = k
       // (and a rollout) per credential change.
       { providers: [new k8s.Provider("kubernetes", { enableSecretMutable: true })] },
     )
-  : new OllamaGateway("gateway", {
+  : new OllamaGateway(GATEWAY_NAME, {
       ...common,
       bindAddress: s.bindAddress,
       ...(s.metricsPort !== undefined ? { metricsPort: s.metricsPort } : {}),

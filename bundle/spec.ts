@@ -7,10 +7,11 @@
  *   hashes, previous secrets, HS256 secrets, TLS material. Credential files render from both.
  *
  * The CLI (`npm run render`) reads the whole spec (`gatewaySpecSchema`, both halves in one JSON)
- * and splits it (`splitSpec`). The Pulumi program validates settings (stack config in config/,
- * the proxy's own in its component) and the credentials (`validateCredentials`) where their
- * values are known, inside a secret Output. The rules are the same pieces either way, so a bad
- * value gets the same words, and no check needs a stand-in secret.
+ * and splits it (`splitSpec`). The Pulumi program validates a proxy's settings once
+ * (bundle/proxySettings.ts, called by config/ on the stack path) and the credentials
+ * (`validateCredentials`) where their values are known, inside a secret Output. The rules are
+ * the same pieces either way, so a bad value gets the same words, and no check needs a stand-in
+ * secret.
  */
 import { z } from "zod";
 import { cidr, trustedProxyCidr } from "./addresses";

@@ -4,11 +4,10 @@ import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { coversProxyLoopback, PROXY_HEALTHCHECK_SOURCE } from "../bundle/addresses";
+import { type ProxyDeployment, type ProxyGatewaySettings, type ProxySettings, proxySettingsFor } from "../bundle/proxySettings";
 import { DEBIAN_USAGE_MODULE, renderConfigFiles, renderCredentials, workerFileLimit } from "../bundle/render";
-import { type GatewaySettings, type GatewaySettingsInput, SpecError, validateCredentials, validateSettings } from "../bundle/spec";
+import { type GatewaySettings, type GatewaySettingsInput, SpecError, validateCredentials } from "../bundle/spec";
 import type { SpecCredentials } from "./Credentials";
-import { OLLAMA_ALIAS, OLLAMA_PORT } from "./OllamaServer";
 
 /** Where the bundle lives in the proxy container: the nginx prefix (`-p`), as image/proxy/Dockerfile sets it. */
 export const PROXY_PREFIX = "/gateway";
@@ -40,24 +39,13 @@ const STAGING_DIR = "/staging";
 /** The spec's `jwt` section, as settings: without HS256 secrets (those are credentials, `SpecCredentials.hs256Secrets`). */
 export type JwtSettings = NonNullable<GatewaySettingsInput["jwt"]>;
 
-/**
- * Proxy settings the caller chooses; the component sets upstream(s), listen, whether TLS is on,
- * logs and metrics. `apiKeys` and `basicUsers` are each credential's settings (name, scope,
- * governance: `models`, `maxConcurrent`, `limits`, `tokenBudget`; docs/governance.md), rendered
- * into the config files; their secrets come as `credentials`.
- */
-export type ProxySettings = Omit<GatewaySettingsInput, "upstream" | "upstreams" | "listen" | "tls" | "accessLog" | "errorLog" | "metrics">;
-
-/** Where the container's own healthcheck connects from. */
-
 export interface AuthProxyArgs {
   /**
-   * Rate limit, timeouts, body size, CORS, server name, `jwt`, `externalAuth`, `network`...
-   * Default: the gateway spec's defaults. With `network.allow` set, `127.0.0.1` is added to it
-   * (the container's healthcheck); a `network.deny` entry that covers it is refused.
-   * `jwt.algorithms` with `HS256` needs `credentials.hs256Secrets`.
+   * What the proxy runs, derived and validated by `proxySettingsFor` (bundle/proxySettings.ts):
+   * its listen ports (published on the host with the same numbers), upstream(s), metrics port,
+   * whether TLS is on. Rendered as it is, not validated again.
    */
-  settings?: ProxySettings;
+  settings: ProxyGatewaySettings;
   /** Key digests, bcrypt hashes and HS256 secrets (secret) of `settings`' credentials, as `Credentials.specCredentials` gives them. */
   credentials: pulumi.Input<SpecCredentials>;
   /** Certificate chain and key; without them the proxy serves plain HTTP only. */
@@ -66,23 +54,8 @@ export interface AuthProxyArgs {
   edgeNetwork: pulumi.Input<string>;
   /** Private network on which Ollama answers as `ollama`. */
   privateNetwork: pulumi.Input<string>;
-  /**
-   * Several Ollama servers (the spec's `upstreams`: model-aware routing, health, failover), each
-   * reached by its alias on `privateNetwork` or, for other hosts, through `edgeNetwork`'s route
-   * out. Default: the one server `ollama` on `privateNetwork`.
-   */
-  upstreams?: { name: string; url: string; weight?: number; maxConcurrent?: number }[];
   /** Host address the ports are published on. Default `127.0.0.1`; `0.0.0.0` serves other hosts. */
   bindAddress?: string;
-  /** HTTP port, on the host and in the container. Default 8080. */
-  httpPort?: number;
-  /** HTTPS port (with `tls` only). Default 8443; must differ from `httpPort`. */
-  httpsPort?: number;
-  /**
-   * Prometheus metrics (docs/governance.md) on this port, published on the host's 127.0.0.1 only,
-   * whatever `bindAddress` is. Must differ from the API ports. Default: off.
-   */
-  metricsPort?: number;
   /**
    * A pinned image built from image/proxy/Dockerfile and pushed to a registry you use (Debian's
    * nginx and Lua module, nginx at /usr/sbin/nginx, user 10001). Default: build that Dockerfile
@@ -95,58 +68,15 @@ export interface AuthProxyArgs {
   dependsOn?: pulumi.Input<pulumi.Resource>[];
 }
 
-const DEFAULTS = { settings: {} as ProxySettings, bindAddress: DEPLOYMENT_DEFAULTS.bindAddress as string, httpPort: DEPLOYMENT_DEFAULTS.httpPort as number, httpsPort: DEPLOYMENT_DEFAULTS.httpsPort as number, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
-
-/** Where the proxy finds Ollama: the Docker alias by default; on Kubernetes a name it resolves while it runs. */
-export type ProxyBackend =
-  | { upstream: string; resolver?: GatewaySettingsInput["upstreamResolver"] }
-  | { upstreams: NonNullable<GatewaySettingsInput["upstreams"]> };
-const DOCKER_BACKEND: ProxyBackend = { upstream: `http://${OLLAMA_ALIAS}:${OLLAMA_PORT}` };
-
-/** The proxy's ports inside its container or pod (the same numbers are published on the host). */
-export interface ProxyPorts {
-  http: number;
-  https?: number;
-  metrics?: number;
-}
-
-/** The settings the proxy container runs. Exported so tests can render the same. */
-export function proxySettingsInput(settings: ProxySettings, ports: ProxyPorts, backend: ProxyBackend = DOCKER_BACKEND): GatewaySettingsInput {
-  const { network, ...rest } = settings;
-  const allow = network?.allow ?? [];
-  return {
-    ...rest,
-    // With an allow list, the container's own healthcheck (from 127.0.0.1) must still get through.
-    network: {
-      ...network,
-      deny: network?.deny ?? [],
-      allow: allow.length > 0 && !allow.includes(PROXY_HEALTHCHECK_SOURCE) ? [...allow, PROXY_HEALTHCHECK_SOURCE] : allow,
-    },
-    ...("upstreams" in backend ? { upstreams: backend.upstreams } : { upstream: backend.upstream, ...(backend.resolver ? { upstreamResolver: backend.resolver } : {}) }),
-    // Inside the container; the host side is the published port's bind address. Same port
-    // numbers on both sides, so the HTTP -> HTTPS redirect names the port clients use.
-    listen: { address: "0.0.0.0", http: ports.http, ...(ports.https !== undefined ? { https: ports.https } : {}) },
-    tls: ports.https !== undefined,
-    // Every address inside the container; the host publishes it on loopback only.
-    ...(ports.metrics !== undefined ? { metrics: { listen: { address: "0.0.0.0", port: ports.metrics } } } : {}),
-    accessLog: "/dev/stdout",
-    errorLog: "/dev/stderr",
-  };
-}
+const DEFAULTS = { bindAddress: DEPLOYMENT_DEFAULTS.bindAddress as string, imageBuild: { context: PROXY_IMAGE_CONTEXT } as { context: string; dockerfile?: string } };
 
 /**
- * The proxy's validated settings: what the proxy (container or pod) cannot run is refused on
- * `parent`, every problem at once. Its healthcheck runs inside, from 127.0.0.1.
+ * `proxySettingsFor` for a component that derives the settings from its own args (programs that
+ * use it directly): a problem is refused on `parent`, every one at once.
  */
-export function proxySettings(parent: pulumi.Resource, settings: ProxySettings, ports: ProxyPorts, backend?: ProxyBackend): GatewaySettings {
-  const loopbackDenied = (settings.network?.deny ?? []).filter(coversProxyLoopback);
-  if (loopbackDenied.length > 0)
-    throw new pulumi.ResourceError(
-      `\`network.deny\` has ${loopbackDenied.map((b) => `\`${b}\``).join(", ")}, which covers 127.0.0.1, where the container's healthcheck comes from; remove it.`,
-      parent,
-    );
+export function proxySettingsOn(parent: pulumi.Resource, settings: ProxySettings, deployment: ProxyDeployment): ProxyGatewaySettings {
   try {
-    return validateSettings(proxySettingsInput(settings, ports, backend));
+    return proxySettingsFor(settings, deployment);
   } catch (error) {
     if (error instanceof SpecError) throw new pulumi.ResourceError(error.message, parent);
     throw error;
@@ -213,6 +143,11 @@ export function syncScript(staging: string, target: string, options: { mode: str
  * it mounts read-only. A new key or certificate replaces only the credentials writer: the proxy
  * keeps its connections and reads the new files. A config change also replaces the proxy (its
  * label carries the config's digest), since nginx reads its config only at start.
+ *
+ * Used directly, its settings come from `proxySettingsFor` (which refuses what the proxy cannot
+ * run, every problem at once): `settings: proxySettingsFor({ serverName: "gw.example.com",
+ * apiKeys: [{ name: "app", scope: "inference" }] }, { ports: { http: 8080 }, backend: { upstream:
+ * "http://ollama:11434" } })`, with the keys' digests as `credentials`.
  */
 export class AuthProxy extends pulumi.ComponentResource {
   public readonly container: docker.Container;
@@ -224,9 +159,10 @@ export class AuthProxy extends pulumi.ComponentResource {
   constructor(name: string, args: AuthProxyArgs, opts?: pulumi.ComponentResourceOptions) {
     super("ollama-gateway:index:AuthProxy", name, {}, opts);
     const a = { ...DEFAULTS, ...args };
-    const httpsPort = args.tls ? a.httpsPort : undefined;
-
-    const settings = proxySettings(this, a.settings, { http: a.httpPort, https: httpsPort, metrics: args.metricsPort }, args.upstreams ? { upstreams: args.upstreams } : undefined);
+    const { settings } = args;
+    const httpPort = settings.listen.http;
+    const httpsPort = settings.listen.https;
+    const metricsPort = settings.metrics?.listen.port;
     const configFiles = renderConfigFiles(settings, "debian", DEBIAN_USAGE_MODULE);
     const dockerfile = path.join(a.imageBuild.context, a.imageBuild.dockerfile ?? "Dockerfile");
     if (args.image === undefined && !existsSync(dockerfile))
@@ -283,10 +219,10 @@ export class AuthProxy extends pulumi.ComponentResource {
     );
 
     const ports = [
-      { internal: a.httpPort, external: a.httpPort, ip: a.bindAddress },
+      { internal: httpPort, external: httpPort, ip: a.bindAddress },
       ...(httpsPort !== undefined ? [{ internal: httpsPort, external: httpsPort, ip: a.bindAddress }] : []),
       // Metrics never leave the host: Prometheus scrapes 127.0.0.1 (or tunnels to it).
-      ...(args.metricsPort !== undefined ? [{ internal: args.metricsPort, external: args.metricsPort, ip: "127.0.0.1" }] : []),
+      ...(metricsPort !== undefined ? [{ internal: metricsPort, external: metricsPort, ip: "127.0.0.1" }] : []),
     ];
     this.container = new docker.Container(
       `${name}-server`,
@@ -316,7 +252,7 @@ export class AuthProxy extends pulumi.ComponentResource {
         restart: "unless-stopped",
         // /healthz answers on HTTP even with TLS on.
         healthcheck: {
-          tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${a.httpPort}/healthz`],
+          tests: ["CMD", "curl", "-fsS", "-o", "/dev/null", `http://127.0.0.1:${httpPort}/healthz`],
           interval: "10s",
           timeout: "5s",
           retries: 3,

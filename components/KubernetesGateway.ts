@@ -3,12 +3,11 @@ import * as pulumi from "@pulumi/pulumi";
 import { DEPLOYMENT_DEFAULTS } from "../bundle/defaults";
 import type { ServiceType } from "../bundle/targets";
 import { DEBIAN_USAGE_MODULE, renderConfigFiles } from "../bundle/render";
-import { type GatewaySettings, validateSettings } from "../bundle/spec";
-import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySettings } from "./AuthProxy";
+import { KUBERNETES_DNS_DEFAULTS, kubernetesOllamaName, kubernetesProxyBackend, ollamaServiceName } from "../bundle/backends";
+import { CREDENTIALS_DIR, configDigest, PROXY_PREFIX, PROXY_USER, proxyCredentialFiles, proxySettingsOn } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { credentialSettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { callerProxySettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OLLAMA_PORT } from "./OllamaServer";
-
 
 /** The pod template annotation with the digest of the proxy's config files: a new config rolls the Deployment. */
 export const CONFIG_CHECKSUM_ANNOTATION = "ollama-gateway/config-sha256";
@@ -107,8 +106,7 @@ const DEFAULTS = {
   proxyReplicas: 2,
   proxyResources: { requests: { cpu: "100m", memory: "64Mi" }, limits: { cpu: "1", memory: "256Mi" } } as ContainerResources,
   serviceType: "ClusterIP" as ServiceType,
-  dnsServer: "kube-dns.kube-system.svc.cluster.local",
-  clusterDomain: "cluster.local",
+  ...KUBERNETES_DNS_DEFAULTS,
 };
 const OLLAMA_DEFAULTS = {
   image: DEPLOYMENT_DEFAULTS.ollamaImage as string,
@@ -119,15 +117,6 @@ const OLLAMA_DEFAULTS = {
   keepAlive: DEPLOYMENT_DEFAULTS.ollamaKeepAlive as string,
   resources: { requests: { cpu: "1", memory: "4Gi" }, limits: { memory: "16Gi" } } as ContainerResources,
 };
-
-/**
- * A per-caller limit split over `replicas` proxies that do not share state: each enforces
- * `requestsPerSecond / replicas`, so with requests spread evenly the sum is the configured rate.
- * Bursts are floored; N proxies then admit at most `burst + N` at once, where one admits `burst + 1`.
- */
-export function perProxyRateLimit(rate: GatewaySettings["rateLimit"], replicas: number): GatewaySettings["rateLimit"] {
-  return { requestsPerSecond: rate.requestsPerSecond / replicas, burst: Math.floor(rate.burst / replicas) };
-}
 
 /** `conf/nginx.conf` -> `conf.nginx.conf`: ConfigMap keys cannot hold `/`; volume items put each file back. */
 export const configMapKey = (file: string): string => file.replaceAll("/", ".");
@@ -191,8 +180,8 @@ export class KubernetesGateway extends GatewayComponent {
     const meta = (resourceName: string, component: "proxy" | "ollama") => ({ name: resourceName, namespace, labels: labels(component) });
 
     // --- Ollama: a StatefulSet, each pod with its own model volume, behind a headless Service.
-    const ollamaName = `${name}-ollama`;
-    this.ollamaServiceName = `${ollamaName}.${a.namespace}.svc.${a.clusterDomain}`;
+    const ollamaName = kubernetesOllamaName(name);
+    this.ollamaServiceName = ollamaServiceName(name, a.namespace, a.clusterDomain);
     new k8s.core.v1.Service(
       `${name}-ollama-headless`,
       {
@@ -302,21 +291,13 @@ export class KubernetesGateway extends GatewayComponent {
     const { certificates, credentials, jwt } = access;
     const httpsPort = tlsInProxy ? a.httpsPort : undefined;
     // The configured (or the spec's default) limit is the whole gateway's; each pod gets its share.
-    const rateLimit = perProxyRateLimit((a.proxy?.rateLimit as GatewaySettings["rateLimit"] | undefined) ?? validateSettings({}).rateLimit, a.proxyReplicas);
-    const settings = proxySettings(
-      this,
-      {
-        ...a.proxy,
-        rateLimit,
-        serverName: a.hostname,
-        ...(jwt ? { jwt } : {}),
-        ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
-        network: { allow: [], deny: [], trustedProxies: [], ...a.network },
-        ...credentialSettings(a),
-      },
-      { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
-      { upstream: `http://${this.ollamaServiceName}:${OLLAMA_PORT}`, resolver: { address: a.dnsServer, validSeconds: 5 } },
-    );
+    const settings =
+      args.settings ??
+      proxySettingsOn(this, callerProxySettings(a, jwt), {
+        ports: { http: a.httpPort, https: httpsPort, metrics: a.metricsPort },
+        backend: kubernetesProxyBackend(this.ollamaServiceName, a.dnsServer),
+        replicas: a.proxyReplicas,
+      });
     const configFiles = Object.fromEntries(Object.entries(renderConfigFiles(settings, "debian", DEBIAN_USAGE_MODULE)).filter(([file]) => !file.endsWith("/.keep")));
     const configMap = new k8s.core.v1.ConfigMap(
       `${name}-proxy-config`,

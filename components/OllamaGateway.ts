@@ -1,10 +1,10 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
+import { dockerBackendList, dockerProxyBackend, gpuBackendName, localBackendAlias } from "../bundle/backends";
 import { DEPLOYMENT_DEFAULTS, endpointDefaults } from "../bundle/defaults";
-import { AuthProxy } from "./AuthProxy";
+import { AuthProxy, proxySettingsOn } from "./AuthProxy";
 import type { ApiKeyArgs, BasicUserArgs } from "./Credentials";
-import { credentialSettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
+import { callerProxySettings, gatewayAccess, type GatewayCommonArgs, GatewayComponent, type GatewayTlsArgs } from "./gatewayAccess";
 import { OllamaServer, type OllamaServerArgs } from "./OllamaServer";
 
 export { type GatewayCommonArgs, type GatewayJwtArgs, type GatewayTlsArgs, type JwtIssuerSettings } from "./gatewayAccess";
@@ -77,71 +77,53 @@ export class OllamaGateway extends GatewayComponent {
     const edgeNetwork = new docker.Network(`${name}-edge`, { driver: "bridge" }, { parent: this });
 
     const given = a.backends ?? {};
-    const b = { local: given.local ?? true, gpuDevices: given.gpuDevices ?? [], remoteHosts: given.remoteHosts ?? [], urls: given.urls ?? [] };
-    const names = [
-      ...(b.local ? (b.gpuDevices.length > 0 ? b.gpuDevices.map((_, i) => gpuBackendName(i)) : [LOCAL_BACKEND_NAME]) : []),
-      ...b.remoteHosts.map((h) => h.name),
-      ...b.urls.map((u) => u.name),
-    ];
+    const b = { local: given.local ?? true, gpuDevices: given.gpuDevices ?? [], remoteHosts: given.remoteHosts ?? [], urls: given.urls ?? [], maxConcurrent: given.maxConcurrent ?? {} };
+    const names = dockerBackendList(b).map((backend) => backend.name);
     // Before any server exists (the proxy's spec would refuse it only after they were declared).
     const twice = names.filter((n, i) => names.indexOf(n) !== i);
     if (twice.length > 0) throw new pulumi.ResourceError(`\`backends\` names ${twice.map((n) => `\`${n}\``).join(", ")} more than once; give every backend its own name.`, this);
     if (names.length === 0) throw new pulumi.ResourceError("`backends` has no server: `local` is false and neither `remoteHosts` nor `urls` lists one.", this);
+    const unknown = Object.keys(b.maxConcurrent).filter((n) => !names.includes(n));
+    if (unknown.length > 0) throw new pulumi.ResourceError(`\`backends.maxConcurrent\` names ${unknown.map((n) => `\`${n}\``).join(", ")}, which no backend is; use ${names.map((n) => `\`${n}\``).join(", ")}.`, this);
+
+    const access = gatewayAccess(this, name, a);
+    const { certificates, credentials, jwt } = access;
+    const httpsPort = certificates ? a.httpsPort : undefined;
+    const settings =
+      args.settings ??
+      proxySettingsOn(this, callerProxySettings(a, jwt), { ports: { http: a.httpPort, https: httpsPort, metrics: a.metricsPort }, backend: dockerProxyBackend(b) });
+
+    // The servers, each at the URL the settings' backends name (bundle/backends.ts).
     const servers: OllamaServer[] = [];
-    const upstreams: { name: string; url: string }[] = [];
-    const serve = (backend: string, server: OllamaServer) => {
-      servers.push(server);
-      upstreams.push({ name: backend, url: server.url });
-    };
-    if (b.local && b.gpuDevices.length === 0) serve(LOCAL_BACKEND_NAME, new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this }));
+    if (b.local && b.gpuDevices.length === 0) servers.push(new OllamaServer(`${name}-ollama`, { ...a.ollama, network: privateNetwork.name }, { parent: this }));
     if (b.local)
       b.gpuDevices.forEach((devices, i) => {
         const backend = gpuBackendName(i);
-        const server = new OllamaServer(
-          `${name}-ollama-${backend}`,
-          { ...a.ollama, gpu: false, gpuDevices: devices, alias: `ollama-${backend}`, network: privateNetwork.name },
-          { parent: this },
+        servers.push(
+          new OllamaServer(
+            `${name}-ollama-${backend}`,
+            { ...a.ollama, gpu: false, gpuDevices: devices, alias: localBackendAlias(backend), network: privateNetwork.name },
+            { parent: this },
+          ),
         );
-        serve(backend, server);
       });
     for (const host of b.remoteHosts) {
       // BatchMode: a host whose key is not in the agent fails at once instead of prompting.
       const provider = new docker.Provider(`${name}-host-${host.name}`, { host: host.sshUrl, sshOpts: ["-o", "BatchMode=yes"] }, { parent: this });
       // Not internal: Docker publishes no port from an internal network.
       const network = new docker.Network(`${name}-host-${host.name}-network`, { driver: "bridge" }, { parent: this, provider });
-      serve(host.name, new OllamaServer(`${name}-ollama-${host.name}`, { ...a.ollama, network: network.name, publish: { address: host.privateAddress }, provider }, { parent: this }));
+      servers.push(new OllamaServer(`${name}-ollama-${host.name}`, { ...a.ollama, network: network.name, publish: { address: host.privateAddress }, provider }, { parent: this }));
     }
-    upstreams.push(...b.urls);
-    const limits = given.maxConcurrent ?? {};
-    const unknown = Object.keys(limits).filter((n) => !names.includes(n));
-    if (unknown.length > 0) throw new pulumi.ResourceError(`\`backends.maxConcurrent\` names ${unknown.map((n) => `\`${n}\``).join(", ")}, which no backend is; use ${names.map((n) => `\`${n}\``).join(", ")}.`, this);
-    const pooled = upstreams.map((u) => (limits[u.name] !== undefined ? { ...u, maxConcurrent: limits[u.name] } : u));
-    // The single local server alone, unlimited, is rendered as before the pool existed: `upstream`.
-    const pool = servers.length === 1 && upstreams.length === 1 && upstreams[0].name === LOCAL_BACKEND_NAME && limits[LOCAL_BACKEND_NAME] === undefined ? undefined : pooled;
-
-    const access = gatewayAccess(this, name, a);
-    const { certificates, credentials, jwt } = access;
 
     new AuthProxy(
       `${name}-proxy`,
       {
-        settings: {
-          ...a.proxy,
-          serverName: a.hostname,
-          ...(jwt ? { jwt } : {}),
-          ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
-          network: { allow: [], deny: [], trustedProxies: [], ...a.network },
-          ...credentialSettings(a),
-        },
+        settings,
         credentials: credentials.specCredentials,
         tls: certificates ? { certPem: certificates.certPem, keyPem: certificates.keyPem } : undefined,
         edgeNetwork: edgeNetwork.name,
         privateNetwork: privateNetwork.name,
-        ...(pool ? { upstreams: pool } : {}),
         bindAddress: a.bindAddress,
-        httpPort: a.httpPort,
-        httpsPort: a.httpsPort,
-        ...(a.metricsPort !== undefined ? { metricsPort: a.metricsPort } : {}),
         ...(a.proxyImage !== undefined ? { image: a.proxyImage } : {}),
         dependsOn: servers,
       },

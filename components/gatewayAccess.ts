@@ -8,7 +8,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { governanceOf } from "../bundle/governance";
 import { clientEnvScript } from "../bundle/clientEnv";
 import type { GatewaySpecInput } from "../bundle/spec";
-import type { JwtSettings, ProxySettings } from "./AuthProxy";
+import type { ProxyGatewaySettings, ProxySettings } from "../bundle/proxySettings";
+import type { JwtSettings } from "./AuthProxy";
 import { Certificates, type ProvidedCertificatesArgs } from "./Certificates";
 import { type ApiKeyArgs, type BasicUserArgs, type CredentialRotationArgs, Credentials } from "./Credentials";
 
@@ -208,6 +209,14 @@ export interface GatewayCommonArgs {
    * (default `X-Forwarded-For`) names the client; default none.
    */
   network?: { allow?: string[]; deny?: string[]; trustedProxies?: string[]; clientAddressHeader?: string };
+  /**
+   * The proxy's settings, already derived and validated (`proxySettingsFor`, bundle/proxySettings.ts;
+   * the stack program does it in config/) from these same args and the deployment's ports and
+   * backend(s): the component then renders from them as they are, and ignores `proxy`,
+   * `externalAuth`, `network` and JWT's settings for the proxy. Default: derived and validated
+   * here, from the args, with every problem refused before any resource is declared.
+   */
+  settings?: ProxyGatewaySettings;
 }
 
 /** The outputs every gateway component has, set once from `gatewayAccess(...).outputs`. */
@@ -251,8 +260,22 @@ export abstract class GatewayComponent extends pulumi.ComponentResource {
   }
 }
 
-/** Each credential's settings (name, scope, governance: `models`, `maxConcurrent`...), for the proxy; never its secret. */
-export function credentialSettings(a: { apiKeys: readonly ApiKeyArgs[]; basicUsers: readonly BasicUserArgs[] }): Pick<ProxySettings, "apiKeys" | "basicUsers"> {
-  const settings = (e: ApiKeyArgs | BasicUserArgs) => ({ name: e.name, scope: e.scope, ...governanceOf(e) });
-  return { apiKeys: a.apiKeys.map(settings), basicUsers: a.basicUsers.map(settings) };
+/**
+ * The proxy settings a gateway's args choose (`proxySettingsFor` adds the deployment's): each
+ * credential's settings (name, scope, governance: `models`, `maxConcurrent`...), never its secret.
+ */
+export function callerProxySettings(
+  a: Pick<GatewayCommonArgs, "proxy" | "externalAuth" | "network"> & { hostname: string; apiKeys: readonly ApiKeyArgs[]; basicUsers: readonly BasicUserArgs[] },
+  jwt: JwtSettings | undefined,
+): ProxySettings {
+  const credential = (e: ApiKeyArgs | BasicUserArgs) => ({ name: e.name, scope: e.scope, ...governanceOf(e) });
+  return {
+    ...a.proxy,
+    serverName: a.hostname,
+    ...(jwt ? { jwt } : {}),
+    ...(a.externalAuth ? { externalAuth: a.externalAuth } : {}),
+    network: { allow: [], deny: [], trustedProxies: [], ...a.network },
+    apiKeys: a.apiKeys.map(credential),
+    basicUsers: a.basicUsers.map(credential),
+  };
 }

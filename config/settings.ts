@@ -1,5 +1,6 @@
 /** What a validated stack config becomes: plain values, typed; index.ts wraps the secret ones. */
 import type { CredentialGovernance, RequestLimits } from "../bundle/governance";
+import type { ProxyGatewaySettings } from "../bundle/proxySettings";
 import type { Scope } from "../bundle/spec";
 import type { ServiceType, Target } from "../bundle/targets";
 import type { OnDemandRotation, RotationPolicy } from "./rotation";
@@ -81,6 +82,11 @@ export interface StackSettings {
   /** Undefined: external auth off (`externalAuthUrl` is ""). */
   externalAuth?: ExternalAuthSettings;
   network: { allow: string[]; deny: string[]; trustedProxies: string[]; clientAddressHeader: string };
+  /**
+   * What the proxy runs (config/proxyConfig.ts): the settings above plus the deployment's ports,
+   * backend(s) and, on Kubernetes, each pod's share of `rateLimit`; validated, rendered as it is.
+   */
+  proxySettings: ProxyGatewaySettings;
   /** Undefined: metrics off (`metricsPort` 0). */
   metricsPort?: number;
   /** Request limits for every caller (the spec's `limits`). */

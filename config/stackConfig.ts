@@ -7,14 +7,14 @@
  * and the fix. The key registry is config/keys.ts, the string formats config/formats.ts, the
  * wording config/messages.ts.
  */
-import { coversProxyLoopback } from "../bundle/addresses";
-import { formatIssues, gatewaySettingsSchema, type GatewaySettingsInput } from "../bundle/spec";
+import { formatIssues, type GatewaySettingsInput } from "../bundle/spec";
 import {
   checkImagesPinned, checkModelsOnce, coerce, hs256SecretFormat, jwksFormat, parseCredentialList, parsePublicKeys, parseScopeValues, parseSuppliedSecrets,
   plainSchema, rateLimitFormat,
 } from "./formats";
 import { CONFIG_DEFAULTS, CONFIG_KEYS, EXTERNAL_AUTH_KEYS, JWT_KEYS, PROJECT } from "./keys";
-import { key, parseFormat, type ScopeValueSources, secretShown, sectionWording, show, specPathToKey, withPeriod } from "./messages";
+import { key, parseFormat, type ScopeValueSources, secretShown, show, withPeriod } from "./messages";
+import { proxyConfig } from "./proxyConfig";
 import type { OnDemandRotation } from "./rotation";
 import { backendsSettings } from "./backendsConfig";
 import { metricsPort, parseCredentialPolicies, modelGrantsOf, requestLimits } from "./governanceConfig";
@@ -25,6 +25,7 @@ import { type CredentialRotation, type ExternalAuthSettings, HS256_ROTATION_NAME
 // The registry and the settings types are part of this module's interface (index.ts, scripts).
 export * from "./keys";
 export * from "./settings";
+export { GATEWAY_NAME } from "./proxyConfig";
 
 /**
  * Validates raw stack config (keys without the `ollama-gateway:` prefix, values as strings)
@@ -82,6 +83,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   const basicUsers = parseCredentialList("basicUsers", get("basicUsers"), errors);
   const rateLimit = parseFormat(rateLimitFormat, "rateLimit", get("rateLimit"), errors);
   const governance = parseCredentialPolicies(coerced.credentialPolicies as string | undefined, new Set([...apiKeys, ...basicUsers].map((e) => e.name)), errors);
+  const governed = <E extends { name: string }>(entry: E) => ({ ...entry, ...governance.get(entry.name) });
   const limits = requestLimits(coerced);
   const metrics = metricsPort(raw, get, errors);
 
@@ -147,20 +149,16 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     trustedProxies: get("trustedProxyCidrs"),
     clientAddressHeader: get("clientAddressHeader"),
   };
-  network.deny.forEach((block, i) => {
-    if (coversProxyLoopback(block))
-      errors.push(
-        `${key(`denyCidrs[${i}]`)} is ${show(block)}, which covers 127.0.0.1, where the proxy's own healthcheck comes from; remove it (inside the container 127.0.0.1 is only the proxy itself).`,
-      );
-  });
 
-  // Proxy settings and credential names go through the gateway settings' schema, so the proxy
-  // and the CLI refuse the same values with the same words.
-  const spec = gatewaySettingsSchema.safeParse(
+  // The proxy's settings, as it runs them, through the gateway settings' schema once: the proxy
+  // and the CLI refuse the same values with the same words. Backend problems are listed later.
+  const backendErrors: string[] = [];
+  const backends = backendsSettings(get, backendErrors);
+  const proxy = proxyConfig(
     {
       serverName: get("hostname"),
-      apiKeys,
-      basicUsers,
+      apiKeys: apiKeys.map(governed),
+      basicUsers: basicUsers.map(governed),
       ...(rateLimit ? { rateLimit } : {}),
       maxBodySize: get("maxBodySize"),
       timeouts: {
@@ -176,16 +174,10 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(externalAuth ? { externalAuth } : {}),
       network,
     },
-    { reportInput: true },
+    get,
+    { backends, metricsPort: metrics, scopeSources },
   );
-  if (!spec.success) {
-    const seen = new Set(errors);
-    const issues = spec.error.issues
-      // `hostname` was already checked with the stricter DNS rule above.
-      .filter((issue) => issue.path[0] !== "serverName")
-      .map((issue) => ({ ...issue, path: specPathToKey(issue.path, scopeSources) }));
-    for (const message of formatIssues(issues).map(sectionWording).map(withPeriod)) if (!seen.has(message)) errors.push(message);
-  }
+  for (const message of proxy.errors) if (!errors.includes(message)) errors.push(message);
 
   const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
 
@@ -232,14 +224,15 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
 
   checkTarget(get, coerced, isSet, errors);
-  const backends = backendsSettings(get, errors);
+  errors.push(...backendErrors);
 
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
     errors.push(`${key("models")} is ${show(models)} but \`internalNetwork\` is true, and an internal network cannot reach the model registry; set \`internalNetwork\` to false or \`models\` to [].`);
   checkModelsOnce(models, errors);
 
-  if (errors.length > 0) return { ok: false, errors };
+  if (errors.length === 0 && !proxy.settings) errors.push(...proxy.checkedByKeys);
+  if (errors.length > 0 || !proxy.settings) return { ok: false, errors };
   const kubernetes = kubernetesSettings(get, coerced);
   return {
     ok: true,
@@ -252,14 +245,12 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       httpsPort: get("httpsPort"),
       tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
       apiKeys: apiKeys.map((entry) => ({
-        ...entry,
-        ...governance.get(entry.name),
+        ...governed(entry),
         ...(supplied?.apiKeys.has(entry.name) ? { key: supplied.apiKeys.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),
       basicUsers: basicUsers.map((entry) => ({
-        ...entry,
-        ...governance.get(entry.name),
+        ...governed(entry),
         ...(supplied?.basicUsers.has(entry.name) ? { password: supplied.basicUsers.get(entry.name) } : {}),
         ...rotationOf(entry.name),
       })),
@@ -281,6 +272,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ...(jwtSettings ? { jwt: { ...jwtSettings, ...rotationOf(HS256_ROTATION_NAME, "hs256Rotation") } } : {}),
       ...(externalAuth ? { externalAuth } : {}),
       network,
+      proxySettings: proxy.settings,
       ...(metrics !== undefined ? { metricsPort: metrics } : {}),
       limits,
       target: get("target"),

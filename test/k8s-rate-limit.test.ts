@@ -1,6 +1,6 @@
 /**
  * Per-caller rate limits with N proxy pods, on the real nginx: the Kubernetes target renders each
- * pod's share of the limit (components/KubernetesGateway.ts `perProxyRateLimit`), and N nginx
+ * pod's share of the limit (bundle/proxySettings.ts `perProxyRateLimit`), and N nginx
  * instances running that bundle together admit one caller's configured rate, not N times it.
  */
 import path from "node:path";

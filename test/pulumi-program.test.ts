@@ -502,9 +502,11 @@ describe("secret keys stored in plain text", () => {
 describe("the proxy image build", () => {
   it("refuses a build context without a Dockerfile before declaring anything, naming the path and the fix", async () => {
     const { AuthProxy } = await import("../components/AuthProxy.js");
+    const { proxySettingsFor } = await import("../bundle/proxySettings.js");
     expect(
       () =>
         new AuthProxy("broken", {
+          settings: proxySettingsFor({}, { ports: { http: 8080 }, backend: { upstream: "http://ollama:11434" } }),
           credentials: { apiKeys: [], basicUsers: [] },
           edgeNetwork: "edge",
           privateNetwork: "private",
