@@ -49,14 +49,18 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   }
   const get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (coerced[name] ?? CONFIG_DEFAULTS[name]) as (typeof CONFIG_DEFAULTS)[K];
 
+  // Names and ports: checked by plainSchema here, returned as they are in the settings below.
+  const addressing = {
+    hostname: get("hostname"),
+    dnsNames: get("dnsNames"),
+    ipAddresses: get("ipAddresses"),
+    bindAddress: get("bindAddress"),
+    httpPort: get("httpPort"),
+    httpsPort: get("httpsPort"),
+  };
   const plain = plainSchema.safeParse(
     {
-      hostname: get("hostname"),
-      dnsNames: get("dnsNames"),
-      ipAddresses: get("ipAddresses"),
-      bindAddress: get("bindAddress"),
-      httpPort: get("httpPort"),
-      httpsPort: get("httpsPort"),
+      ...addressing,
       tlsMode: get("tlsMode"),
       tlsCertPem: coerced.tlsCertPem,
       models: get("models"),
@@ -237,12 +241,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   return {
     ok: true,
     settings: {
-      hostname: get("hostname"),
-      dnsNames: get("dnsNames"),
-      ipAddresses: get("ipAddresses"),
-      bindAddress: get("bindAddress"),
-      httpPort: get("httpPort"),
-      httpsPort: get("httpsPort"),
+      ...addressing,
       tls: tlsMode === "provided" ? { mode: "provided", certPem: certPem!, keyPem: keyPem! } : { mode: tlsMode },
       apiKeys: apiKeys.map((entry) => ({
         ...governed(entry),
