@@ -81,14 +81,17 @@ local AUTH_REASONS = {
 }
 local ROUTE_CLASSES = { read = true, inference = true, admin = true, blocked = true }
 
--- Each worker adds up in a Lua table and moves the sums to the shared dict once a second (and
--- when it exits): a table update costs a tenth of a dict operation, which takes a lock. A scrape
--- therefore lags by up to a second.
+-- Each worker adds up in a Lua table and moves the sums to the shared dict a second after the
+-- first change (and when it exits: nginx then runs pending timers early): a table update costs a
+-- tenth of a dict operation, which takes a lock. A scrape therefore lags by up to a second. A
+-- one-shot timer, armed by a change, rather than one every second: an idle worker (or one busy
+-- with a long stream, counted only when it ends) then runs no timer at all.
 local FLUSH_SECONDS = 1
 local pending = {}
-local flusher
+local flush_armed = false
 
 local function flush()
+  flush_armed = false
   local batch = pending
   pending = {}
   for key, by in pairs(batch) do dict:incr(key, by, 0) end
@@ -96,8 +99,9 @@ end
 
 local function add(key, by)
   pending[key] = (pending[key] or 0) + by
-  if not flusher then
-    flusher = ngx.timer.every(FLUSH_SECONDS, flush)
+  if not flush_armed then
+    -- Fails only when the worker has too many timers; the next change tries again.
+    flush_armed = ngx.timer.at(FLUSH_SECONDS, flush) and true or false
   end
 end
 
