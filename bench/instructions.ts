@@ -49,6 +49,7 @@ const { values: args } = parseArgs({
     "no-write": { type: "boolean", default: false },
     governance: { type: "boolean", default: false },
     "stream-chunks": { type: "string", default: "10000" },
+    "stream-warmup": { type: "string", default: "200" },
     baseline: { type: "string" },
     "usage-module": { type: "string" },
   },
@@ -64,6 +65,12 @@ const WRITE = !args["no-write"] && !ONLY && !LUA_DIR && !CONF_DIR;
 /** `--governance`: the issue-16 comparison instead (bench/results/governance.md). */
 const GOVERNANCE = args.governance;
 const STREAM_CHUNKS = Number(args["stream-chunks"]);
+/**
+ * Non-streamed /api/generate requests per gateway before its streams are measured: they run the
+ * per-request Lua (access, governance, log phase) often enough for LuaJIT to compile its hot
+ * loops, which a handful of measured streams would otherwise pay for as a one-off.
+ */
+const STREAM_WARMUP = Number(args["stream-warmup"]);
 /** Streams per gateway in each measured segment (`--governance`). */
 const STREAMS_PER_SEGMENT = 4;
 /** `--baseline DIR`: a checkout of the gateway before issue 16 (with node_modules), measured alongside. */
@@ -328,8 +335,8 @@ async function baselineInstance(creds: BenchCredentials, dir: string): Promise<I
   };
 }
 
-/** One streamed /api/generate of STREAM_CHUNKS chunks, read to its end; checks the final line. */
-function streamOnce(url: string, headers: Record<string, string>): Promise<void> {
+/** One streamed /api/generate of STREAM_CHUNKS chunks (or, with `stream: false`, its one answer), read to its end; checks the final line. */
+function streamOnce(url: string, headers: Record<string, string>, stream = true): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = http.request(new URL("/api/generate", url), { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, agent: false }, (res) => {
       let tail = "";
@@ -340,18 +347,19 @@ function streamOnce(url: string, headers: Record<string, string>): Promise<void>
     });
     req.on("error", reject);
     req.setTimeout(600_000, () => req.destroy(new Error("stream timed out")));
-    req.end(JSON.stringify({ model: "gemma3:1b", prompt: "Why is the sky blue?" }));
+    req.end(JSON.stringify({ model: "gemma3:1b", prompt: "Why is the sky blue?", ...(stream ? {} : { stream: false }) }));
   });
 }
 
 /**
- * Instructions per stream, for several gateways at once: 1 warm-up stream each, then two
+ * Instructions per stream, for several gateways at once: STREAM_WARMUP non-streamed requests and 1 warm-up stream each, then two
  * segments of `count` streams each, taken in turn (one stream per gateway per round), so that
  * machine load, which changes how many lines nginx reads at once and so its work per line, falls
  * on every gateway alike.
  */
 async function measureStreams(running: { cg: Callgrind; id: string; label: string }[], headers: Record<string, string>, count: number): Promise<Measurement[]> {
   for (const { cg } of running) {
+    for (let i = 0; i < STREAM_WARMUP; i++) await streamOnce(cg.running.url, headers, false);
     await streamOnce(cg.running.url, headers);
     callgrindControl(cg, "--dump");
     dumpTotal(cg, "warm-up");
@@ -463,7 +471,11 @@ async function governanceMain(): Promise<void> {
     }
   }
 
-  const by = (list: Measurement[], id: string) => list.find((r) => r.id === id)!;
+  // A configuration left out by --only is shown as "–" where another is measured against it.
+  const against = (list: Measurement[], id: string, r: Measurement, show: (base: number, value: number) => string) => {
+    const base = list.find((m) => m.id === id);
+    return base ? show(base.perRequest, r.perRequest) : "–";
+  };
   const row = (cells: (string | number)[]) => `| ${cells.join(" | ")} |`;
   const wall = (performance.now() - started) / 1000;
   const md = [
@@ -484,7 +496,8 @@ async function governanceMain(): Promise<void> {
     ...results.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        fmt(by(results, "plain").perRequest / r.perRequest, 3), fmt(by(results, BASELINE ? "baseline" : "no-accounting").perRequest / r.perRequest, 3),
+        against(results, "plain", r, (base, value) => fmt(base / value, 3)),
+        against(results, BASELINE ? "baseline" : "no-accounting", r, (base, value) => fmt(base / value, 3)),
       ]),
     ),
     "",
@@ -495,7 +508,7 @@ async function governanceMain(): Promise<void> {
     ...streams.map((r) =>
       row([
         r.label, fmt(r.perRequest), `${fmt((100 * Math.abs(r.segments[0] - r.segments[1])) / r.perRequest, 2)} %`,
-        `${fmt((100 * (r.perRequest - by(streams, "no-accounting").perRequest)) / by(streams, "no-accounting").perRequest, 2)} %`,
+        against(streams, "no-accounting", r, (base, value) => `${fmt((100 * (value - base)) / base, 2)} %`),
       ]),
     ),
     "",
