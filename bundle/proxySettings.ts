@@ -44,9 +44,6 @@ declare const validated: unique symbol;
 /** Settings `proxySettingsFor` (or `parseProxySettings`) derived and validated: what components render from. */
 export type ProxyGatewaySettings = GatewaySettings & { readonly [validated]: true };
 
-/** The spec fields the deployment sets: a problem there is the deployment's, not a caller's setting. */
-export const DEPLOYMENT_FIELDS: readonly string[] = ["upstream", "upstreams", "upstreamResolver", "listen", "tls", "metrics", "accessLog", "errorLog"];
-
 /** Inside the container 127.0.0.1 is only the proxy itself, so denying it only breaks the healthcheck. */
 const LOOPBACK_DENIED = `covers ${PROXY_HEALTHCHECK_SOURCE}, where the proxy's own healthcheck comes from; remove it (inside the container ${PROXY_HEALTHCHECK_SOURCE} is only the proxy itself)`;
 

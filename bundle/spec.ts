@@ -38,7 +38,7 @@ const name = z.string().regex(NAME_PATTERN, {
   error: "use 1-64 characters: letters, digits, `.`, `_`, `@`, `-`, starting with a letter or digit",
 });
 const scope = z.enum(SCOPES, { error: "use one of `read`, `inference`, `admin`" });
-const port = z.number().int().min(1).max(65535, { error: "use a TCP port between 1 and 65535" });
+const port = z.number().int().min(1, { error: "use a TCP port between 1 and 65535" }).max(65535, { error: "use a TCP port between 1 and 65535" });
 const isoTime = z.iso.datetime({ offset: true, error: "use an ISO 8601 time such as 2026-12-31T00:00:00Z" });
 const apiKey = z
   .string()
@@ -428,9 +428,11 @@ const specShape = z
 const jwtSettingsSection = jwtSection.omit({ hs256Secrets: true });
 
 /** The whole spec as the CLI reads it: settings and credentials in one document. */
-export const gatewaySpecSchema = specShape.superRefine((spec, ctx) => {
-  checkSettings(spec, { tlsOn: spec.tls !== undefined, tlsMissing: "must be set (certPem and keyPem) when `listen.https` is set", hs256Secrets: spec.jwt?.hs256Secrets }, ctx);
-});
+export const gatewaySpecSchema = specShape
+  .superRefine((spec, ctx) => {
+    checkSettings(spec, { tlsOn: spec.tls !== undefined, tlsMissing: "must be set (certPem and keyPem) when `listen.https` is set", hs256Secrets: spec.jwt?.hs256Secrets }, ctx);
+  })
+  .check(deploymentCheck());
 
 /**
  * The settings: the spec without a secret. `tls` says only whether TLS is on; credentials carry
@@ -445,7 +447,8 @@ export const gatewaySettingsSchema = specShape
   })
   .superRefine((settings, ctx) => {
     checkSettings(settings, { tlsOn: settings.tls, tlsMissing: "must be true when `listen.https` is set" }, ctx);
-  });
+  })
+  .check(deploymentCheck());
 
 /** The credentials: every secret, each credential by the name its settings have. */
 export const gatewayCredentialsSchema = z.strictObject({
@@ -508,6 +511,40 @@ function checkSettings(
   if (spec.jwt) checkJwt(spec.jwt, hs256Secrets, ctx);
   if (spec.jwt) checkScopeValues(spec.jwt.scopeValues, ["jwt", "scopeValues"], ctx);
   if (spec.externalAuth) checkScopeValues(spec.externalAuth.scopeValues, ["externalAuth", "scopeValues"], ctx);
+}
+
+/** The fields `checkDeployment` reads. */
+const DEPLOYMENT_PATHS = ["listen", "metrics", "upstreams"];
+type DeploymentFields = { listen: { http: number; https?: number }; metrics?: { listen: { port: number } }; upstreams?: { name: unknown; url: unknown }[] };
+
+/**
+ * The rules between the fields a deployment sets (backend names and schemes, ports), run
+ * whenever those fields are sound, whatever else is wrong: zod skips a refinement after any
+ * problem it cannot continue from (a bad scope, say), and these must be reported with it.
+ */
+function deploymentCheck(): z.core.$ZodCheck<DeploymentFields> {
+  const check = z.superRefine<DeploymentFields>((spec, ctx) => checkDeployment(spec, ctx));
+  check._zod.def.when = (payload) => !payload.issues.some((issue) => issue.continue !== true && DEPLOYMENT_PATHS.includes(String(issue.path?.[0])));
+  return check;
+}
+
+function checkDeployment(spec: DeploymentFields, ctx: z.RefinementCtx) {
+  const upstreams = spec.upstreams ?? [];
+  const names = new Map<string, number>();
+  upstreams.forEach((entry, i) => {
+    if (typeof entry.name !== "string") return;
+    const other = names.get(entry.name);
+    if (other !== undefined)
+      ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], input: entry.name, message: `is already used by \`upstreams[${other}]\`; give every backend its own name` });
+    else names.set(entry.name, i);
+  });
+  const scheme = (url: string) => url.slice(0, url.indexOf(":"));
+  const first = upstreams[0]?.url;
+  upstreams.forEach((entry, i) => {
+    // Malformed URLs were reported on their own.
+    if (i > 0 && typeof entry.url === "string" && typeof first === "string" && URL.canParse(entry.url) && URL.canParse(first) && scheme(entry.url) !== scheme(first))
+      ctx.addIssue({ code: "custom", path: ["upstreams", i, "url"], input: entry.url, message: `uses ${scheme(entry.url)} but \`upstreams[0].url\` uses ${scheme(first)}; use one scheme for every backend` });
+  });
   if (spec.metrics && [spec.listen.http, spec.listen.https].includes(spec.metrics.listen.port))
     ctx.addIssue({
       code: "custom",
@@ -524,27 +561,13 @@ function checkSettings(
     });
 }
 
-/** Backend names are unique, all share one scheme (nginx proxies a pool with one), and `upstream` is not set too. */
+/** `upstream` and `upstreamResolver` are not set with a pool (its names and schemes: `checkDeployment`). */
 function checkUpstreams(spec: { upstream?: string; upstreams?: UpstreamEntry[]; upstreamResolver?: unknown }, ctx: z.RefinementCtx) {
-  const upstreams = spec.upstreams ?? [];
   if (spec.upstream !== undefined)
     ctx.addIssue({ code: "custom", path: ["upstream"], input: spec.upstream, message: "is set together with `upstreams`; list that server in `upstreams` and remove `upstream`" });
   // The pool's balancer resolves its backends' names itself, at every probe.
   if (spec.upstreamResolver !== undefined)
     ctx.addIssue({ code: "custom", path: ["upstreamResolver"], input: spec.upstreamResolver, message: "is set together with `upstreams`; remove it (a pool resolves its backends' names at every probe) or use one `upstream`" });
-  const names = new Map<string, number>();
-  upstreams.forEach((entry, i) => {
-    const other = names.get(entry.name);
-    if (other !== undefined)
-      ctx.addIssue({ code: "custom", path: ["upstreams", i, "name"], input: entry.name, message: `is already used by \`upstreams[${other}]\`; give every backend its own name` });
-    else names.set(entry.name, i);
-  });
-  const scheme = (url: string) => url.slice(0, url.indexOf(":"));
-  upstreams.forEach((entry, i) => {
-    // Malformed URLs were reported on their own.
-    if (i > 0 && URL.canParse(entry.url) && URL.canParse(upstreams[0].url) && scheme(entry.url) !== scheme(upstreams[0].url))
-      ctx.addIssue({ code: "custom", path: ["upstreams", i, "url"], input: entry.url, message: `uses ${scheme(entry.url)} but \`upstreams[0].url\` uses ${scheme(upstreams[0].url)}; use one scheme for every backend` });
-  });
 }
 
 /** The backends a spec names: `upstreams`, or `upstream` (or the default) as a pool of one. */

@@ -2,11 +2,12 @@
  * The Docker target's Ollama backends (docs/backends.md): local containers one per GPU group
  * (`ollamaGpuDevices`), Ollama on other Docker hosts over SSH (`ollamaRemoteHosts`), existing
  * servers by URL (`ollamaUrls`), and whether this host runs Ollama at all (`ollamaLocal`).
- * Every problem goes to `errors`, naming the key, the bad value and the fix.
+ * Every problem goes to `errors`, naming the key, the bad value and the fix; a backend's name and
+ * URL are checked with the proxy's settings (`backendProblem` words their problems).
  */
 import { isIP } from "node:net";
-import { GPU_DEVICE_ID, gpuBackendName, LOCAL_BACKEND_NAME, ollamaUrlAt } from "../bundle/backends";
-import { gatewaySpecSchema } from "../bundle/spec";
+import { GPU_DEVICE_ID, gpuBackendName, LOCAL_BACKEND_NAME } from "../bundle/backends";
+import type { z } from "zod";
 import { CONFIG_DEFAULTS } from "./keys";
 import { stringFormat } from "./formats";
 import { key, parseFormat, show, withPeriod } from "./messages";
@@ -16,12 +17,33 @@ type Get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (typeof CONFIG_D
 
 const REMOTE_EXAMPLE = "`gpubox1=ssh://deploy@gpubox1.example.com,10.0.0.11`";
 
-/** The spec's own rules for a backend's name and URL, worded for `label`. */
-function checkBackend(label: string, item: string, name: string, url: string, errors: string[]): void {
-  const result = gatewaySpecSchema.safeParse({ upstreams: [{ name, url }] });
-  if (!result.success)
-    for (const issue of result.error.issues)
-      errors.push(`${key(label)} is ${show(item)}: its ${String(issue.path[issue.path.length - 1])} ${show(issue.path.includes("name") ? name : url)} is refused; ${withPeriod(issue.message)}`);
+/** Where a backend of the proxy's pool comes from: the key (or words) naming it and the entry as written. */
+export interface BackendSource {
+  label: string;
+  item?: string;
+}
+
+/**
+ * A problem the gateway settings' schema (bundle/spec.ts, which checks every backend's name and
+ * URL, names once, one scheme) finds in `upstreams[i]`, worded by the config entry it came from.
+ */
+export function backendProblem(issue: z.core.$ZodIssue, sources: readonly BackendSource[], upstreams: readonly { name: string; url: string }[]): string {
+  if (issue.path.length === 1)
+    return issue.code === "too_small"
+      ? `${key("ollamaLocal")} is false and neither \`ollamaRemoteHosts\` nor \`ollamaUrls\` lists a backend; set \`ollamaLocal\` to true or list at least one backend.`
+      : `\`ollamaGpuDevices\`, \`ollamaRemoteHosts\` and \`ollamaUrls\` give ${upstreams.length} backends; use at most ${"maximum" in issue ? String(issue.maximum) : "fewer"} in all.`;
+  const index = Number(issue.path[1]);
+  const { label, item } = sources[index] ?? { label: `upstreams[${index}]` };
+  const field = String(issue.path[2]);
+  if (issue.code === "custom" && field === "name" && issue.message.startsWith("is already used")) {
+    const other = sources[upstreams.findIndex((u) => u.name === issue.input)]?.label ?? "another backend";
+    return `${key(label)} names its backend ${show(issue.input)}, as ${other.startsWith("the") ? other : `\`${other}\``} does; give every backend its own name.`;
+  }
+  if (issue.code === "custom" && field === "url" && issue.message.startsWith("uses ")) {
+    const scheme = (url: unknown) => String(url).slice(0, String(url).indexOf(":"));
+    return `${key(label)} is ${show(item)} and uses ${scheme(issue.input)} but the other backends use ${scheme(upstreams[0]?.url)}; use one scheme for every backend (put a TLS-ending proxy next to that server, or reach it over plain HTTP on a private network).`;
+  }
+  return `${key(label)} is ${show(item)}: its ${field} ${show(issue.input)} is refused; ${withPeriod(issue.message)}`;
 }
 
 /** `name=value` -> [name, value], or a problem naming the expected shape. */
@@ -50,7 +72,10 @@ function parseGpuDevices(list: string[], errors: string[]): string[][] {
   });
 }
 
-function parseRemoteHosts(list: string[], errors: string[]): OllamaBackendsSettings["remoteHosts"] {
+type Sourced<T> = { entry: T; source: BackendSource };
+
+/** Each host whose private address is sound (the proxy reaches it there; the spec checks that URL). */
+function parseRemoteHosts(list: string[], errors: string[]): Sourced<OllamaBackendsSettings["remoteHosts"][number]>[] {
   return list.flatMap((item, i) => {
     const label = `ollamaRemoteHosts[${i}]`;
     const named = splitNamed(label, item, `\`<name>=ssh://<user>@<host>[:<port>],<private IP>\`, such as ${REMOTE_EXAMPLE}`, errors);
@@ -66,67 +91,60 @@ function parseRemoteHosts(list: string[], errors: string[]): OllamaBackendsSetti
     const url = URL.canParse(sshUrl) ? new URL(sshUrl) : undefined;
     if (!url || url.protocol !== "ssh:" || url.hostname === "" || url.password !== "" || !["", "/"].includes(url.pathname) || url.search !== "" || url.hash !== "")
       errors.push(`${key(label)} has SSH URL ${show(sshUrl)}; use \`ssh://<user>@<host>[:<port>]\` (keys from your SSH agent; no password, path or query), such as ${REMOTE_EXAMPLE}.`);
-    if (isIP(privateAddress) === 0 || /^(0\.0\.0\.0|::|127\.|::1$)/.test(privateAddress))
+    if (isIP(privateAddress) === 0 || /^(0\.0\.0\.0|::|127\.|::1$)/.test(privateAddress)) {
       errors.push(`${key(label)} has private address ${show(privateAddress)}; use that host's own IP address on your private network, such as 10.0.0.11 (not 0.0.0.0, not loopback: Ollama is published on it alone).`);
-    else checkBackend(label, item, name, ollamaUrlAt(privateAddress), errors);
-    return [{ name, sshUrl, privateAddress }];
+      return [];
+    }
+    return [{ entry: { name, sshUrl, privateAddress }, source: { label, item } }];
   });
 }
 
-function parseUrls(list: string[], errors: string[]): OllamaBackendsSettings["urls"] {
+function parseUrls(list: string[], errors: string[]): Sourced<OllamaBackendsSettings["urls"][number]>[] {
   return list.flatMap((item, i) => {
     const label = `ollamaUrls[${i}]`;
     const named = splitNamed(label, item, "`<name>=<URL>`, such as `lab=http://10.0.0.5:11434`", errors);
     if (!named) return [];
-    checkBackend(label, item, named[0], named[1], errors);
     // The proxy runs in a container: its loopback is its own, never the host's Ollama.
     const host = URL.canParse(named[1]) ? new URL(named[1]).hostname : "";
     if (host === "localhost" || /^127\./.test(host) || host === "[::1]")
       errors.push(`${key(label)} is ${show(item)}, a loopback address, which inside the proxy's container is the proxy itself; use the server's address on your network (for Ollama on this host, leave \`ollamaLocal\` true instead).`);
-    return [{ name: named[0], url: named[1] }];
+    return [{ entry: { name: named[0], url: named[1] }, source: { label, item } }];
   });
 }
 
-/** The backends, checked together: names unique across all forms, one URL scheme, something to serve. */
-export function backendsSettings(get: Get, errors: string[]): OllamaBackendsSettings {
+/**
+ * The backends, checked together. Their names and URLs, and that there is one, are the proxy's
+ * `upstreams`, checked by its settings' schema; `sources` says where each came from.
+ */
+export function backendsSettings(get: Get, errors: string[]): { backends: OllamaBackendsSettings; sources: BackendSource[] } {
   // On Kubernetes these keys are refused as a whole (DOCKER_ONLY_KEYS); nothing to check entry by entry.
-  if (get("target") !== "docker") return { local: true, gpuDevices: [], remoteHosts: [], urls: [], maxConcurrent: {} };
+  if (get("target") !== "docker") return { backends: { local: true, gpuDevices: [], remoteHosts: [], urls: [], maxConcurrent: {} }, sources: [] };
   const local = get("ollamaLocal");
   const gpuDevices = parseGpuDevices(get("ollamaGpuDevices"), errors);
-  const remoteHosts = parseRemoteHosts(get("ollamaRemoteHosts"), errors);
-  const urls = parseUrls(get("ollamaUrls"), errors);
+  const remote = parseRemoteHosts(get("ollamaRemoteHosts"), errors);
+  const urlEntries = parseUrls(get("ollamaUrls"), errors);
+  const remoteHosts = remote.map((r) => r.entry);
+  const urls = urlEntries.map((u) => u.entry);
   if (!local && gpuDevices.length > 0)
     errors.push(`${key("ollamaGpuDevices")} is ${show(get("ollamaGpuDevices"))} but \`ollamaLocal\` is false; set \`ollamaLocal\` to true or \`ollamaGpuDevices\` to [].`);
-  if (!local && remoteHosts.length === 0 && urls.length === 0)
-    errors.push(`${key("ollamaLocal")} is false and neither \`ollamaRemoteHosts\` nor \`ollamaUrls\` lists a backend; set \`ollamaLocal\` to true or list at least one backend.`);
   if (get("gpu") && gpuDevices.length > 0 && remoteHosts.length === 0)
     errors.push(`${key("gpu")} is true but \`ollamaGpuDevices\` gives the local containers their GPUs and there is no remote host for \`gpu\` to apply to; set \`gpu\` to false.`);
   if (get("internalNetwork") && remoteHosts.length > 0)
     errors.push(`${key("ollamaRemoteHosts")} is set but \`internalNetwork\` is true, and Docker publishes no port from an internal network; set \`internalNetwork\` to false or \`ollamaRemoteHosts\` to [].`);
 
-  const named: [string, string][] = [
-    ...(local ? (gpuDevices.length > 0 ? gpuDevices.map((_, i) => [gpuBackendName(i), `ollamaGpuDevices[${i}]`]) : [[LOCAL_BACKEND_NAME, "the local Ollama (`ollamaLocal`)"]]) : []),
-    ...remoteHosts.map((h, i) => [h.name, `ollamaRemoteHosts[${i}]`]),
-    ...urls.map((u, i) => [u.name, `ollamaUrls[${i}]`]),
-  ] as [string, string][];
-  const seen = new Map<string, string>();
-  for (const [name, label] of named) {
-    const other = seen.get(name);
-    if (other !== undefined) errors.push(`${key(label)} names its backend ${show(name)}, as ${other.startsWith("the") ? other : `\`${other}\``} does; give every backend its own name.`);
-    else seen.set(name, label);
-  }
-  // nginx proxies a pool with one scheme; the containers this stack creates speak http.
-  const creates = local || remoteHosts.length > 0;
-  urls.forEach((u, i) => {
-    const first = creates ? "http:" : URL.canParse(urls[0].url) ? new URL(urls[0].url).protocol : "http:";
-    if (URL.canParse(u.url) && new URL(u.url).protocol !== first)
-      errors.push(`${key(`ollamaUrls[${i}]`)} is ${show(`${u.name}=${u.url}`)} and uses ${new URL(u.url).protocol.slice(0, -1)} but the other backends use ${first.slice(0, -1)}; use one scheme for every backend (put a TLS-ending proxy next to that server, or reach it over plain HTTP on a private network).`);
-  });
-  return { local, gpuDevices, remoteHosts, urls, maxConcurrent: parseMaxConcurrent(get("ollamaMaxConcurrent"), seen, errors) };
+  // In dockerBackendList's order: local (one, or one per GPU group), remote hosts, then URLs.
+  const sources: BackendSource[] = [
+    ...(local ? (gpuDevices.length > 0 ? gpuDevices.map((_, i) => ({ label: `ollamaGpuDevices[${i}]` })) : [{ label: "the local Ollama (`ollamaLocal`)" }]) : []),
+    ...remote.map((r) => r.source),
+    ...urlEntries.map((u) => u.source),
+  ];
+  const names = [...(local ? (gpuDevices.length > 0 ? gpuDevices.map((_, i) => gpuBackendName(i)) : [LOCAL_BACKEND_NAME]) : []), ...remoteHosts.map((h) => h.name), ...urls.map((u) => u.name)];
+  const backends = { local, gpuDevices, remoteHosts, urls, maxConcurrent: parseMaxConcurrent(get("ollamaMaxConcurrent"), new Set(names), errors) };
+  return { backends, sources };
 }
 
 /** `name=N` per backend: a known backend, once, N a whole number from 1. */
-function parseMaxConcurrent(list: string[], backends: Map<string, string>, errors: string[]): Record<string, number> {
+function parseMaxConcurrent(list: string[], backends: Set<string>, errors: string[]): Record<string, number> {
   const limits: Record<string, number> = {};
   list.forEach((item, i) => {
     const label = `ollamaMaxConcurrent[${i}]`;
@@ -134,7 +152,7 @@ function parseMaxConcurrent(list: string[], backends: Map<string, string>, error
     if (!named) return;
     const [name, value] = named;
     if (!backends.has(name))
-      errors.push(`${key(label)} is ${show(item)} but no backend is named ${show(name)}; use one of ${[...backends.keys()].map((n) => `\`${n}\``).join(", ")}.`);
+      errors.push(`${key(label)} is ${show(item)} but no backend is named ${show(name)}; use one of ${[...backends].map((n) => `\`${n}\``).join(", ")}.`);
     else if (limits[name] !== undefined) errors.push(`${key(label)} is ${show(item)} and sets ${show(name)} again; give each backend one limit.`);
     if (!/^[0-9]+$/.test(value) || Number(value) < 1)
       errors.push(`${key(label)} is ${show(item)}; use a whole number of requests, 1 or more, such as \`${name}=4\`.`);

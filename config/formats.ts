@@ -62,21 +62,21 @@ export function isPinnedImage(image: string): boolean {
   return /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/.test(tag) && tag !== "latest";
 }
 
-export const port = z.number().int().min(1).max(65535, { error: "use a TCP port between 1 and 65535" });
 export const ip = z.union([z.ipv4(), z.ipv6()], { error: "use an IPv4 or IPv6 address such as 127.0.0.1" });
 export const dnsName = z.string().regex(DNS_NAME, { error: "use a DNS name such as `ollama.example.com` or `localhost`" });
 export const positiveCount = z.number().int().min(1, { error: "use a whole number from 1 to 64" }).max(64, {
   error: "use a whole number from 1 to 64",
 });
 
-/** Non-secret keys after type coercion. Secrets are checked by hand so their values never reach a message. */
+/**
+ * Non-secret keys after type coercion that are not proxy settings (those the gateway settings'
+ * schema checks: ports, backends). Secrets are checked by hand so their values never reach a message.
+ */
 export const plainSchema = z.object({
   hostname: dnsName,
   dnsNames: z.array(dnsName),
   ipAddresses: z.array(ip),
   bindAddress: ip,
-  httpPort: port,
-  httpsPort: port,
   tlsMode: z.enum(TLS_MODES, { error: "use one of `selfSigned`, `provided`, `none`" }),
   tlsCertPem: z.string().includes("-----BEGIN CERTIFICATE-----", { error: "use a PEM certificate (chain)" }).optional(),
   models: z.array(z.string().regex(MODEL_NAME, { error: "use an Ollama model name such as `gemma3:1b`" })),
@@ -85,7 +85,6 @@ export const plainSchema = z.object({
   ollamaKeepAlive: z.string().regex(DURATION, { error: "use a duration such as `5m`, `1h`, `0` (unload at once) or `-1` (never)" }),
   ollamaNumParallel: positiveCount.optional(),
   ollamaMaxLoadedModels: positiveCount.optional(),
-  metricsPort: port.optional(),
   maxKeepAlive: z.string().regex(KEEP_ALIVE_LIMIT, { error: "use a duration such as `30m`, `2h` or `0` (seconds `s`, minutes `m`, hours `h`)" }).optional(),
   target: z.enum(TARGETS, { error: "use `docker` or `kubernetes`" }),
   k8sNamespace: z.string().regex(DNS_LABEL, { error: "use a Kubernetes namespace name: lowercase letters, digits and `-`, at most 63, such as `ollama-gateway`" }),

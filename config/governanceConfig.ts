@@ -7,7 +7,6 @@ import { type CredentialGovernance, credentialGovernanceSchema, type RequestLimi
 import { jsonObject } from "./formats";
 import { CONFIG_DEFAULTS } from "./keys";
 import { key, parseFormat } from "./messages";
-import type { OllamaBackendsSettings } from "./settings";
 
 const KEEP_ALIVE_UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600 };
 
@@ -54,10 +53,7 @@ export function requestLimits(coerced: Record<string, unknown>): RequestLimits {
   };
 }
 
-/** The metrics port: on by default (9145), `0` turns metrics off; never an API port. */
-export function metricsPort(raw: Readonly<Record<string, string | undefined>>, get: Get, errors: string[]): number | undefined {
-  const port = raw.metricsPort?.trim() === "0" ? undefined : get("metricsPort");
-  if (port !== undefined && (port === get("httpPort") || (get("tlsMode") !== "none" && port === get("httpsPort"))))
-    errors.push(`${key("metricsPort")} is ${port}, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off.`);
-  return port;
+/** The metrics port: on by default (9145), `0` turns metrics off (the proxy's settings check it, an API port too). */
+export function metricsPort(raw: Readonly<Record<string, string | undefined>>, get: Get): number | undefined {
+  return raw.metricsPort?.trim() === "0" ? undefined : get("metricsPort");
 }

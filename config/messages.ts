@@ -87,6 +87,15 @@ export function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeV
       return [`${PROJECT}:corsAllowedOrigins`, ...rest.slice(1)];
     case "serverName":
       return [`${PROJECT}:hostname`];
+    // The deployment's fields that keys set (backends: backendProblem in backendsConfig.ts).
+    case "listen":
+      return [`${PROJECT}:${rest[0] === "https" ? "httpsPort" : "httpPort"}`];
+    case "metrics":
+      return [`${PROJECT}:metricsPort`];
+    case "upstream":
+    case "upstreamResolver":
+      // Only Kubernetes gives the proxy one `upstream`, named after the namespace.
+      return [`${PROJECT}:k8sNamespace`];
     default:
       return [`${PROJECT}:${String(head)}`, ...rest];
   }
@@ -95,6 +104,9 @@ export function specPathToKey(path: readonly PropertyKey[], scopeSources: ScopeV
 /** Spec messages that name spec fields inside a section: name the config keys instead. */
 export const sectionWording = (message: string) =>
   message
+    // The port rules between the deployment's fields, in the keys' words and with their fixes.
+    .replace(/^(`[^`]+:httpsPort`) \((\d+)\) is the same port as `listen.http`;/, "$1 is $2, the same as `httpPort`;")
+    .replace(/^(`[^`]+:metricsPort`) \((\d+)\) is an API port \(`listen.http` or `listen.https`\); give metrics a port of their own$/, "$1 is $2, an API port; give metrics a port of their own (for example 9145), or 0 to turn them off")
     .replace("`publicKeys` or `jwks`", "`jwtPublicKeysPem` or `jwtJwks`")
     .replace(/`jwt\.publicKeys\[(\d+)\]\.kid`/g, "`jwtPublicKeysPem[$1]`")
     .replace(/`jwt\.jwks\.keys\[(\d+)\]\.kid`/g, "`jwtJwks.keys[$1]`")

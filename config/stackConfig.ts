@@ -49,7 +49,8 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   }
   const get = <K extends keyof typeof CONFIG_DEFAULTS>(name: K) => (coerced[name] ?? CONFIG_DEFAULTS[name]) as (typeof CONFIG_DEFAULTS)[K];
 
-  // Names and ports: checked by plainSchema here, returned as they are in the settings below.
+  // Names and ports, returned as they are in the settings below. Checked once each: the ports as
+  // the proxy's listen and metrics ports (proxyConfig), the rest by plainSchema.
   const addressing = {
     hostname: get("hostname"),
     dnsNames: get("dnsNames"),
@@ -60,7 +61,10 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   };
   const plain = plainSchema.safeParse(
     {
-      ...addressing,
+      hostname: addressing.hostname,
+      dnsNames: addressing.dnsNames,
+      ipAddresses: addressing.ipAddresses,
+      bindAddress: addressing.bindAddress,
       tlsMode: get("tlsMode"),
       tlsCertPem: coerced.tlsCertPem,
       models: get("models"),
@@ -69,7 +73,6 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       ollamaKeepAlive: get("ollamaKeepAlive"),
       ollamaNumParallel: coerced.ollamaNumParallel,
       ollamaMaxLoadedModels: coerced.ollamaMaxLoadedModels,
-      metricsPort: coerced.metricsPort,
       maxKeepAlive: coerced.maxKeepAlive,
       ...Object.fromEntries(["target", "k8sNamespace", "k8sCreateNamespace", "ollamaReplicas", "ollamaGpus", "ollamaStorageSize", "proxyReplicas", "k8sServiceType"].map((name) => [name, get(name as keyof typeof CONFIG_DEFAULTS)])),
       ...Object.fromEntries(["ollamaStorageClass", "k8sIngressHost", "k8sIngressClass", "k8sIngressTlsSecret"].map((name) => [name, coerced[name]])),
@@ -80,6 +83,14 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
     const issues = plain.error.issues.map((issue) => ({ ...issue, path: [`${PROJECT}:${String(issue.path[0])}`, ...issue.path.slice(1)] }));
     errors.push(...formatIssues(issues).map(withPeriod));
   }
+  // The proxy's port problems are listed here, with the other names and ports.
+  const portsAt = errors.length;
+  // Values the proxy's settings are derived from reach them only once plainSchema's stricter rule
+  // passed, so they are not refused twice: `hostname` (a certificate and Ingress name, strict
+  // DNS; the spec's `serverName` takes `_` or DNS-ish) and `k8sNamespace` (its upstream's host).
+  const passed = <K extends "hostname" | "k8sNamespace">(name: K) =>
+    plain.error?.issues.some((issue) => issue.path[0] === name) ? CONFIG_DEFAULTS[name] : get(name);
+  const namespace = passed("k8sNamespace");
 
   checkImagesPinned({ ollamaImage: get("ollamaImage"), proxyImage: get("proxyImage") }, errors);
 
@@ -89,7 +100,7 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   const governance = parseCredentialPolicies(coerced.credentialPolicies as string | undefined, new Set([...apiKeys, ...basicUsers].map((e) => e.name)), errors);
   const governed = <E extends { name: string }>(entry: E) => ({ ...entry, ...governance.get(entry.name) });
   const limits = requestLimits(coerced);
-  const metrics = metricsPort(raw, get, errors);
+  const metrics = metricsPort(raw, get);
 
   // JWT, external auth and network: built in the spec's shape and checked with the rest below.
   const isSet = (name: string) =>
@@ -157,10 +168,10 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
   // The proxy's settings, as it runs them, through the gateway settings' schema once: the proxy
   // and the CLI refuse the same values with the same words. Backend problems are listed later.
   const backendErrors: string[] = [];
-  const backends = backendsSettings(get, backendErrors);
+  const { backends, sources: backendSources } = backendsSettings(get, backendErrors);
   const proxy = proxyConfig(
     {
-      serverName: get("hostname"),
+      serverName: passed("hostname"),
       apiKeys: apiKeys.map(governed),
       basicUsers: basicUsers.map(governed),
       ...(rateLimit ? { rateLimit } : {}),
@@ -179,9 +190,10 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       network,
     },
     get,
-    { backends, metricsPort: metrics, scopeSources },
+    { backends, backendSources, metricsPort: metrics, namespace, scopeSources },
   );
-  for (const message of proxy.errors) if (!errors.includes(message)) errors.push(message);
+  errors.splice(portsAt, 0, ...proxy.ports);
+  errors.push(...proxy.errors);
 
   const supplied = coerced.suppliedSecrets === undefined ? undefined : parseSuppliedSecrets(coerced.suppliedSecrets as string, { apiKeys, basicUsers }, errors);
 
@@ -224,18 +236,15 @@ export function parseStackConfig(raw: Readonly<Record<string, string | undefined
       if (coerced[name] !== undefined)
         errors.push(`${key(name)} is set but \`tlsMode\` is ${show(tlsMode)}; set \`tlsMode\` to \`provided\` or remove ${key(name)}.`);
   }
-  if (tlsMode !== "none" && get("httpPort") === get("httpsPort"))
-    errors.push(`${key("httpsPort")} is ${get("httpsPort")}, the same as \`httpPort\`; use two different ports.`);
 
   checkTarget(get, coerced, isSet, errors);
-  errors.push(...backendErrors);
+  errors.push(...backendErrors, ...proxy.backends);
 
   const models = get("models");
   if (get("internalNetwork") && models.length > 0)
     errors.push(`${key("models")} is ${show(models)} but \`internalNetwork\` is true, and an internal network cannot reach the model registry; set \`internalNetwork\` to false or \`models\` to [].`);
   checkModelsOnce(models, errors);
 
-  if (errors.length === 0 && !proxy.settings) errors.push(...proxy.checkedByKeys);
   if (errors.length > 0 || !proxy.settings) return { ok: false, errors };
   const kubernetes = kubernetesSettings(get, coerced);
   return {

@@ -245,7 +245,7 @@ describe("bad backend config", () => {
         '- `ollama-gateway:ollamaRemoteHosts[3]` has private address "0.0.0.0"; use that host\'s own IP address on your private network, such as 10.0.0.11 (not 0.0.0.0, not loopback: Ollama is published on it alone).',
         '- `ollama-gateway:ollamaUrls[0]` is "lab=10.0.0.5:11434": its url "10.0.0.5:11434" is refused; use an http(s) URL with host and optional port and no path, such as http://10.0.0.5:11434.',
         '- `ollama-gateway:ollamaUrls[1]` is "bad name=http://10.0.0.7:11434": its name "bad name" is refused; use 1-64 characters: letters, digits, `.`, `_`, `-`, starting with a letter or digit.',
-        '- `ollama-gateway:ollamaRemoteHosts[0]` names its backend "gpu0", as `ollamaGpuDevices[0]` does; give every backend its own name.',
+        '- `ollama-gateway:ollamaRemoteHosts[1]` names its backend "gpu0", as `ollamaGpuDevices[0]` does; give every backend its own name.',
         '- `ollama-gateway:ollamaUrls[2]` is "tls=https://10.0.0.8:11434" and uses https but the other backends use http; use one scheme for every backend (put a TLS-ending proxy next to that server, or reach it over plain HTTP on a private network).',
       ],
     );

@@ -145,42 +145,37 @@ local function decoder(s, max_depth)
 
   local parse_value
 
-  local function parse_object(depth)
+  -- An object's or array's members after its opening byte, up to `close`: `read_member` reads
+  -- one into `into` (pairs check their keys, so duplicates are refused); `expected` words a
+  -- missing separator.
+  local function parse_members(into, close, expected, read_member, depth)
     pos = pos + 1
-    local obj = setmetatable({}, OBJECT)
     skip_ws()
-    if byte(s, pos) == 0x7D then pos = pos + 1 return obj end
+    if byte(s, pos) == close then pos = pos + 1 return into end
     while true do
-      if byte(s, pos) ~= 0x22 then fail("expected a string key") end
-      local key = parse_string()
-      if obj[key] ~= nil then fail("duplicate key") end
-      skip_ws()
-      if byte(s, pos) ~= 0x3A then fail("expected ':'") end
-      pos = pos + 1
-      obj[key] = parse_value(depth)
+      read_member(into, depth)
       skip_ws()
       local c = byte(s, pos)
-      if c == 0x7D then pos = pos + 1 return obj end
-      if c ~= 0x2C then fail("expected ',' or '}'") end
+      if c == close then pos = pos + 1 return into end
+      if c ~= 0x2C then fail(expected) end
       pos = pos + 1
-      skip_ws()
     end
   end
 
-  local function parse_array(depth)
-    pos = pos + 1
-    local arr, n = setmetatable({}, ARRAY), 0
+  local function read_pair(obj, depth)
     skip_ws()
-    if byte(s, pos) == 0x5D then pos = pos + 1 return arr end
-    while true do
-      n = n + 1
-      arr[n] = parse_value(depth)
-      skip_ws()
-      local c = byte(s, pos)
-      if c == 0x5D then pos = pos + 1 return arr end
-      if c ~= 0x2C then fail("expected ',' or ']'") end
-      pos = pos + 1
-    end
+    if byte(s, pos) ~= 0x22 then fail("expected a string key") end
+    local key = parse_string()
+    if obj[key] ~= nil then fail("duplicate key") end
+    skip_ws()
+    if byte(s, pos) ~= 0x3A then fail("expected ':'") end
+    pos = pos + 1
+    obj[key] = parse_value(depth)
+  end
+
+  -- No item is nil (null is a sentinel), so `#arr` counts them.
+  local function read_item(arr, depth)
+    arr[#arr + 1] = parse_value(depth)
   end
 
   function parse_value(depth)
@@ -188,8 +183,8 @@ local function decoder(s, max_depth)
     local c = byte(s, pos)
     if c == 0x7B or c == 0x5B then
       if depth >= max_depth then fail("nesting too deep") end
-      if c == 0x7B then return parse_object(depth + 1) end
-      return parse_array(depth + 1)
+      if c == 0x7B then return parse_members(setmetatable({}, OBJECT), 0x7D, "expected ',' or '}'", read_pair, depth + 1) end
+      return parse_members(setmetatable({}, ARRAY), 0x5D, "expected ',' or ']'", read_item, depth + 1)
     elseif c == 0x22 then
       return parse_string()
     elseif c == 0x74 and sub(s, pos, pos + 3) == "true" then
