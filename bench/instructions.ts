@@ -36,7 +36,7 @@ import { validateSpec } from "../bundle/spec";
 import { writeBundle } from "../bundle/write";
 import { BASIC_USERS, basicHeader, type BenchCredentials, makeCredentials, validKey } from "./lib/credentials";
 import { BENCH_DIR, freePort, makePrefix, ROOT, type Running, startFakeOllamaProcess, startNginx } from "./lib/procs";
-import { oursSpec, writeNaiveConf, writePlainConf } from "./suites/instances";
+import { governanceOn, oursSpec, writeNaiveConf, writePlainConf } from "./suites/instances";
 
 const { values: args } = parseArgs({
   options: {
@@ -109,13 +109,8 @@ function oursInstance(creds: BenchCredentials, count: number, variant: Governanc
   return {
     id: `ours-${count}${variant === "default" ? "" : `-${variant}`}`,
     prepare(dir, port, upstream) {
-      const on = variant === "on";
       const base = oursSpec(upstream, port, creds, count);
-      const spec = {
-        ...base,
-        apiKeys: (base.apiKeys ?? []).map((key) => ({ ...key, ...(on ? { maxConcurrent: 64, models: ["gemma3:*", "qwen3:*"] } : {}) })),
-        ...(on ? { limits: { maxNumCtx: 8192, maxNumPredict: 4096, maxKeepAliveSeconds: 3600 }, metrics: { listen: { address: "127.0.0.1", port: metricsPort } } } : {}),
-      };
+      const spec = variant === "on" ? governanceOn(base, metricsPort) : base;
       const usageModule = variant === "no-accounting" ? undefined : USAGE_MODULE;
       const files = renderBundle(validateSpec(spec), { flavor: "debian", usageModule }).files;
       if (variant === "no-accounting") {

@@ -14,7 +14,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { BASIC_USERS, makeCredentials } from "./lib/credentials";
 import { plotLatency, plotScaling, type LatencyBar, type ScalingPoint } from "./lib/plot";
-import { ROOT, type Running, startFakeOllamaProcess } from "./lib/procs";
+import { processGroup, ROOT, type Running, startFakeOllamaProcess } from "./lib/procs";
 import { fmt, log, machine, round } from "./lib/stats";
 import { markdown, targets } from "./report";
 import { abuse } from "./suites/abuse";
@@ -34,11 +34,7 @@ async function main(): Promise<void> {
   const info = machine();
   log(`${QUICK ? "QUICK " : ""}run on ${info.nproc} CPUs (${info.cpuModel}), ${info.nginx}`);
   const creds = makeCredentials(Math.max(...KEY_COUNTS));
-  const started_: Running[] = [];
-  const stopAll = async () => {
-    for (const p of started_.reverse()) await p.stop().catch(() => undefined);
-  };
-  process.once("SIGINT", () => void stopAll().then(() => process.exit(130)));
+  const { running: started_, stopAll } = processGroup();
   try {
     const fake = await startFakeOllamaProcess(STREAM);
     started_.push(fake);
@@ -61,7 +57,6 @@ async function main(): Promise<void> {
     const ab = await abuse(inst, creds);
     const st = await streaming(inst, creds);
     await stopAll();
-    started_.length = 0;
     // A failure here (e.g. the renderer mid-edit in the working tree) must not lose the sections above.
     const dep: DeployResult = await deployment(creds).catch((error: Error) => {
       log(`deployment section failed: ${error.message}`);

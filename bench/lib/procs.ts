@@ -153,6 +153,23 @@ export async function startNginx(name: string, dir: string, port: number): Promi
   };
 }
 
+/** The processes a benchmark starts, stopped together (the last started first), also on Ctrl-C. */
+export function processGroup() {
+  const running: Running[] = [];
+  const stopAll = async () => {
+    for (const p of running.reverse()) await p.stop().catch(() => undefined);
+    running.length = 0;
+  };
+  process.once("SIGINT", () => void stopAll().then(() => process.exit(130)));
+  /** Awaits a starting process and adds it to the group. */
+  const start = async <T extends Running>(starting: Promise<T>): Promise<T> => {
+    const started = await starting;
+    running.push(started);
+    return started;
+  };
+  return { running, start, stopAll };
+}
+
 export function makePrefix(name: string): string {
   const base = path.join(tmpdir(), "ollama-gateway-bench");
   mkdirSync(base, { recursive: true });

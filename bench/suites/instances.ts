@@ -28,12 +28,36 @@ export function oursSpec(upstream: string, port: number, creds: BenchCredentials
   };
 }
 
-export async function startOurs(upstream: string, creds: BenchCredentials, keyCount: number): Promise<Running> {
+/**
+ * Issue 16's "governance on" (bench:instructions --governance, bench:governance-throughput): every
+ * key with `maxConcurrent` 64 and a model list, request limits, and metrics on their own listener.
+ * Nothing here refuses the benches' load: 32 connections stay under 64 per key, and
+ * `/api/version` names no model.
+ */
+export function governanceOn(spec: GatewaySpecInput, metricsPort: number): GatewaySpecInput {
+  return {
+    ...spec,
+    apiKeys: (spec.apiKeys ?? []).map((key) => ({ ...key, maxConcurrent: 64, models: ["gemma3:*", "qwen3:*"] })),
+    limits: { maxNumCtx: 8192, maxNumPredict: 4096, maxKeepAliveSeconds: 3600 },
+    metrics: { listen: { address: "127.0.0.1", port: metricsPort } },
+  };
+}
+
+export interface OursOptions {
+  /** The C token-accounting module (scripts/build-usage-module.sh prints its path); default the Lua filter. */
+  usageModule?: string;
+  /** Governance on (`governanceOn`), metrics listening on this port. */
+  metricsPort?: number;
+}
+
+export async function startOurs(upstream: string, creds: BenchCredentials, keyCount: number, options: OursOptions = {}): Promise<Running> {
   const port = await freePort();
-  const spec = validateSpec(oursSpec(upstream, port, creds, keyCount));
-  const dir = makePrefix(`ours-${keyCount}`);
-  writeBundle(dir, renderBundle(spec, { flavor: "debian" }).files);
-  return startNginx(`ours-${keyCount}`, dir, port);
+  const base = oursSpec(upstream, port, creds, keyCount);
+  const spec = validateSpec(options.metricsPort === undefined ? base : governanceOn(base, options.metricsPort));
+  const name = `ours-${keyCount}${options.metricsPort === undefined ? "" : "-on"}`;
+  const dir = makePrefix(name);
+  writeBundle(dir, renderBundle(spec, { flavor: "debian", usageModule: options.usageModule }).files);
+  return startNginx(name, dir, port);
 }
 
 function plainConf(port: number, upstream: string, access: string, modules: string): string {

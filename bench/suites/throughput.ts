@@ -6,7 +6,7 @@ import { describeWrk, runWrk, type WrkOptions, type WrkResult } from "../lib/wrk
 import type { Instances } from "./instances";
 import { KEY_COUNTS, LOAD, NAIVE_SLOW_FROM, P } from "./params";
 
-interface LoadConfig {
+export interface LoadConfig {
   id: string;
   label: string;
   section: "overhead" | "scaling";
@@ -71,20 +71,29 @@ function wrkFor(config: LoadConfig, seconds: number): WrkOptions {
   return { url: `${config.instance.url}/api/version`, ...LOAD, durationSeconds: seconds, headers: config.headers };
 }
 
-async function settle(inst: Instances, config: LoadConfig): Promise<void> {
-  await waitIdle([...config.instance.busyPids(), ...inst.fake.busyPids()]);
+export interface SideBySideOptions {
+  rounds: number;
+  warmupSeconds: number;
+  /** The stand-in Ollama: every measurement waits until it and the measured nginx are idle. */
+  fake: Running;
+  /** Configurations that get no warm-up run. */
+  skipWarmup?: (config: LoadConfig) => boolean;
 }
 
-export async function throughput(inst: Instances, creds: BenchCredentials): Promise<Aggregate[]> {
-  const configs = loadConfigs(inst, creds);
-  log(`warm-up: ${configs.length} configurations, ${P.warmupSeconds} s each`);
+/**
+ * Measures every configuration with wrk (`GET /api/version`, the same LOAD), each right next to a
+ * run of the one whose id is "plain", and aggregates the rounds (medians, ratios to plain).
+ */
+export async function sideBySide(configs: LoadConfig[], options: SideBySideOptions): Promise<Aggregate[]> {
+  const { rounds: roundCount, fake } = options;
+  const settle = (config: LoadConfig) => waitIdle([...config.instance.busyPids(), ...fake.busyPids()]);
+  log(`warm-up: ${configs.length} configurations, ${options.warmupSeconds} s each`);
   for (const config of configs) {
-    // The slowest naive runs get no warm-up: there is nothing to warm and it would take long.
-    if ((config.credentials ?? 0) >= NAIVE_SLOW_FROM && config.id.startsWith("naive-")) continue;
-    const result = await runWrk(wrkFor(config, P.warmupSeconds));
+    if (options.skipWarmup?.(config)) continue;
+    const result = await runWrk(wrkFor(config, options.warmupSeconds));
     // Every configuration answers 200 to its valid caller (counted again in every round).
     if (result.non2xx > 0 || result.requests === 0) throw new Error(`${config.id}: ${result.non2xx} non-2xx of ${result.requests} in warm-up:\n${result.raw}`);
-    await settle(inst, config);
+    await settle(config);
   }
   // Every configuration is measured right next to a run of the plain proxy (before it in one
   // round, after it in the next), and its ratio is taken against that neighbour: on a shared
@@ -96,15 +105,17 @@ export async function throughput(inst: Instances, creds: BenchCredentials): Prom
   const measure = async (config: LoadConfig, r: number): Promise<WrkResult> => {
     const result = await runWrk(wrkFor(config, config.seconds));
     runs.get(config.id)!.push(result);
-    log(`round ${r + 1}/${P.rounds} ${config.id.padEnd(18)} ${fmt(result.requestsPerSecond, 0).padStart(7)} req/s  p50 ${fmt(result.p50)} ms  p99 ${fmt(result.p99)} ms${result.non2xx ? `  non-2xx ${result.non2xx}` : ""}${result.socketErrors ? `  socket errors ${result.socketErrors}` : ""}`);
-    await settle(inst, config);
+    log(`round ${r + 1}/${roundCount} ${config.id.padEnd(18)} ${fmt(result.requestsPerSecond, 0).padStart(7)} req/s  p50 ${fmt(result.p50)} ms  p99 ${fmt(result.p99)} ms${result.non2xx ? `  non-2xx ${result.non2xx}` : ""}${result.socketErrors ? `  socket errors ${result.socketErrors}` : ""}`);
+    await settle(config);
     return result;
   };
-  for (let r = 0; r < P.rounds; r++) {
+  for (let r = 0; r < roundCount; r++) {
     // Rotate the order every round so no configuration always runs first or after the slow one.
     const order = others.map((_, i) => others[(i + r * 3) % others.length]);
-    for (const [j, config] of order.entries()) {
-      const plainFirst = (j + r) % 2 === 0;
+    for (const config of order) {
+      // Plain before it in one round, after it in the next (by its own index: with an even
+      // number of configurations, the position in the rotated order keeps the same parity).
+      const plainFirst = (others.indexOf(config) + r) % 2 === 0;
       const before = plainFirst ? await measure(plainConfig, r) : undefined;
       const result = await measure(config, r);
       const plain = before ?? (await measure(plainConfig, r));
@@ -138,5 +149,15 @@ export async function throughput(inst: Instances, creds: BenchCredentials): Prom
       non2xx: rounds.reduce((sum, w) => sum + w.non2xx, 0),
       socketErrors: rounds.reduce((sum, w) => sum + w.socketErrors, 0),
     };
+  });
+}
+
+export function throughput(inst: Instances, creds: BenchCredentials): Promise<Aggregate[]> {
+  return sideBySide(loadConfigs(inst, creds), {
+    rounds: P.rounds,
+    warmupSeconds: P.warmupSeconds,
+    fake: inst.fake,
+    // The slowest naive runs get no warm-up: there is nothing to warm and it would take long.
+    skipWarmup: (config) => (config.credentials ?? 0) >= NAIVE_SLOW_FROM && config.id.startsWith("naive-"),
   });
 }
