@@ -25,9 +25,12 @@
  * before it (see ngx_http_gw_usage_body_filter). Only other chunks are parsed.
  *
  * Where it may differ from usage.lua, on input Ollama never sends: a count that is not a JSON
- * integer of at most 18 digits counts 0 (Lua keeps 1.5, or reads "12"); a top-level key written
- * with escapes is not recognised; JSON that only lua-cjson accepts (NaN, hex numbers) is invalid
- * here; a scan-mode count of over 18 digits is cut.
+ * integer of at most 18 digits counts 0 (so does Lua's, but it reads 1e2 or 100.0 as 100, and
+ * logs an integer of over 14 digits with 14 significant ones); a top-level key written with
+ * escapes is not recognised; JSON that only lua-cjson accepts (NaN, hex numbers, a raw control
+ * character in a string) is invalid here. A scan-mode count of over 18 digits is cut to its
+ * first 18 (in both).
+ * test/usage-filter-fuzz.test.ts checks both against a reference of these rules.
  */
 
 #include <ngx_config.h>
@@ -179,6 +182,11 @@ gw_json_string(ngx_http_gw_json_t *j, u_char **s, size_t *len, ngx_uint_t *escap
         if (c == '"') {
             *len = j->p - 1 - *s;
             return NGX_OK;
+        }
+
+        /* JSON has no raw control characters in a string (lua-cjson even ends the text at NUL) */
+        if (c < 0x20) {
+            return NGX_ERROR;
         }
 
         if (c != '\\') {
@@ -770,6 +778,19 @@ gw_start(ngx_http_request_t *r, ngx_http_gw_usage_loc_conf_t *lcf)
 }
 
 
+/* Whether text is only line ends (CR, LF): after a line, it leaves that line the last one. */
+static ngx_uint_t
+gw_blank(u_char *p, size_t len)
+{
+    while (len && (*p == '\n' || *p == '\r')) {
+        p++;
+        len--;
+    }
+
+    return len == 0;
+}
+
+
 /* A chunk that ends a line, with `pieces` before it: the counts its text's last line gives. */
 static ngx_int_t
 gw_final_line_ended(ngx_http_gw_usage_ctx_t *ctx, u_char *data, size_t len, ngx_log_t *log)
@@ -780,6 +801,11 @@ gw_final_line_ended(ngx_http_gw_usage_ctx_t *ctx, u_char *data, size_t len, ngx_
     last = data + len;
     while (last > data && (last[-1] == '\n' || last[-1] == '\r')) {
         last--;
+    }
+
+    if (last == data && ctx->pieces.len == 0) {
+        /* only line ends after a line's end: the last line is still the one before them */
+        return NGX_OK;
     }
 
     p = NULL;
@@ -797,9 +823,11 @@ gw_final_line_ended(ngx_http_gw_usage_ctx_t *ctx, u_char *data, size_t len, ngx_
         if (gw_buf_append(&ctx->pieces, data, len, log) != NGX_OK) {
             return NGX_ERROR;
         }
-        ctx->have_final = (gw_final_counts(ctx->pieces.data, ctx->pieces.len,
-                                           &ctx->final_prompt,
-                                           &ctx->final_completion) == NGX_OK);
+        if (!gw_blank(ctx->pieces.data, ctx->pieces.len)) {
+            ctx->have_final = (gw_final_counts(ctx->pieces.data, ctx->pieces.len,
+                                               &ctx->final_prompt,
+                                               &ctx->final_completion) == NGX_OK);
+        }
     }
 
     ctx->pieces.len = 0;
@@ -972,12 +1000,13 @@ gw_update(ngx_http_request_t *r, ngx_http_gw_usage_ctx_t *ctx, ngx_chain_t *in)
     }
 
     if (eof && ctx->mode == GW_MODE_FINAL) {
-        if (ctx->pieces.len) {
+        if (ctx->pieces.len && !gw_blank(ctx->pieces.data, ctx->pieces.len)) {
             ctx->have_final = (gw_final_counts(ctx->pieces.data, ctx->pieces.len,
                                                &ctx->final_prompt,
                                                &ctx->final_completion) == NGX_OK);
-            ctx->pieces.len = 0;
         }
+
+        ctx->pieces.len = 0;
 
         if (ctx->have_final) {
             ctx->prompt = ctx->final_prompt;

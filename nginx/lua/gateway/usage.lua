@@ -34,8 +34,22 @@ local PROMPT_FIELD = { prompt_tokens = true, input_tokens = true, prompt_eval_co
 local function scan(u, text)
   if not (find(text, '_tokens"', 1, true) or find(text, '_count"', 1, true)) then return end
   for m in re_gmatch(text, FIELDS, "jo") do
-    if PROMPT_FIELD[m[1]] then u.prompt = tonumber(m[2]) else u.completion = tonumber(m[2]) end
+    -- At most 18 digits, as the C filter reads them: a longer run would make a float (1e+25, inf).
+    local n = tonumber(sub(m[2], 1, 18))
+    if PROMPT_FIELD[m[1]] then u.prompt = n else u.completion = n end
   end
+end
+
+-- Whether text is only line ends: after a line, it leaves that line the last one.
+local function blank(text)
+  return not find(text, "[^\r\n]")
+end
+
+-- A decoded count as the C filter takes it: an integer below 10^18 in size, else 0 (not a
+-- string, 1.5, 1e999 or NaN, which would reach the access log as `inf` or `nan`: not JSON).
+local function count(v)
+  if type(v) ~= "number" or v ~= floor(v) or v >= 1e18 or v <= -1e18 then return 0 end
+  return v + 0 -- -0 is 0
 end
 
 -- The counts in the last line of `text`, when it is Ollama's final (done) response.
@@ -50,8 +64,8 @@ local function final_line_counts(u, text)
   end
   local final = cjson.decode(sub(text, line_start, last_end))
   if type(final) == "table" and final.done == true then
-    u.prompt = tonumber(final.prompt_eval_count) or 0
-    u.completion = tonumber(final.eval_count) or 0
+    u.prompt = count(final.prompt_eval_count)
+    u.completion = count(final.eval_count)
   end
 end
 
@@ -94,8 +108,10 @@ function _M.body_filter()
         -- Complete lines: keep a reference to the newest (no copy), plus any split line before it.
         if u.pieces then
           u.pieces[#u.pieces + 1] = chunk
-          u.last, u.pieces, u.size = concat(u.pieces), nil, 0
-        else
+          local text = concat(u.pieces)
+          u.pieces, u.size = nil, 0
+          if not blank(text) then u.last = text end
+        elseif not blank(chunk) then
           u.last = chunk
         end
       else
@@ -115,7 +131,8 @@ function _M.body_filter()
   end
 
   if ngx.arg[2] and mode == "final" then
-    local text = u.pieces and concat(u.pieces) or u.last
+    local text = u.pieces and concat(u.pieces)
+    if not text or blank(text) then text = u.last end
     if text then final_line_counts(u, text) end
   end
 end
