@@ -222,8 +222,8 @@ export const usageAnswer: fc.Arbitrary<UsageAnswer> = fc
 
 export type Counts = [string | null, string | null];
 
-/** A count as the C module's header documents it: a JSON integer of at most 18 digits, else 0. */
-const countOf = (raw: string | undefined): string => (raw !== undefined && /^-?(0|[1-9][0-9]{0,17})$/.test(raw) ? BigInt(raw).toString() : "0");
+/** A count as the C module's header documents it: a JSON integer of at most 18 digits, not negative, else 0. */
+const countOf = (raw: string | undefined): string => (raw !== undefined && /^(0|[1-9][0-9]{0,17})$/.test(raw) ? BigInt(raw).toString() : "0");
 
 /** A strict JSON reader (RFC 8259) over bytes, keeping the top-level members the native routes count. */
 class StrictJson {

@@ -77,6 +77,7 @@ const CASES: Case[] = [
   { name: "done without counts", path: "/api/generate", answer: { pieces: streamOf(line({ model: FAKE_MODEL, done: true })) }, expected: [0, 0] },
   { name: "done is not true", path: "/api/generate", answer: { pieces: streamOf(line(final({ done: "true" }))) }, expected: [null, null] },
   { name: "stream ends without the final line", path: "/api/generate", answer: { pieces: streamOf([]) }, expected: [null, null] },
+  { name: "a negative count counts 0 (no tokens given back against a budget)", path: "/api/generate", answer: { pieces: streamOf(line(final({ prompt_eval_count: -5 }))) }, expected: [0, 7] },
   { name: "final line cut short", path: "/api/generate", answer: { pieces: streamOf(JSON.stringify(final()).slice(0, -5)) }, expected: [null, null] },
   { name: "trailing garbage", path: "/api/generate", answer: { pieces: streamOf(`${JSON.stringify(final())} x\n`) }, expected: [null, null] },
   { name: "CRLF line ends", path: "/api/chat", answer: { pieces: streamOf(`${JSON.stringify(final())}\r\n`) }, expected: [11, 7] },

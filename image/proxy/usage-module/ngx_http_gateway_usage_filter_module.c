@@ -24,6 +24,7 @@
  * lines end with `,"done":false}\n`, and a line ending so decodes to done = false whatever came
  * before it (see ngx_http_gw_usage_body_filter). Only other chunks are parsed.
  *
+ * A count that is negative counts 0 (an upstream must not give tokens back against a budget).
  * Where it may differ from usage.lua, on input Ollama never sends: a count that is not a JSON
  * integer of at most 18 digits counts 0 (so does Lua's, but it reads 1e2 or 100.0 as 100, and
  * logs an integer of over 14 digits with 14 significant ones); a top-level key written with
@@ -461,8 +462,11 @@ gw_json_value(ngx_http_gw_json_t *j, ngx_uint_t key)
         if (gw_json_number(j, &v, &integer) != NGX_OK) {
             return NGX_ERROR;
         }
-        /* usage.lua's tonumber() of a count; only integers are Ollama's */
-        if (!integer) {
+        /*
+         * Only integers are Ollama's counts; a negative one counts 0 too, or an upstream could
+         * give a caller tokens back against its budget.
+         */
+        if (!integer || v < 0) {
             v = 0;
         }
         break;

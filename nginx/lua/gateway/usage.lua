@@ -45,10 +45,11 @@ local function blank(text)
   return not find(text, "[^\r\n]")
 end
 
--- A decoded count as the C filter takes it: an integer below 10^18 in size, else 0 (not a
--- string, 1.5, 1e999 or NaN, which would reach the access log as `inf` or `nan`: not JSON).
+-- A decoded count as the C filter takes it: an integer from 0 to below 10^18, else 0 (not a
+-- string, 1.5, 1e999 or NaN, which would reach the access log as `inf` or `nan`: not JSON; not
+-- negative, which would give tokens back against a budget).
 local function count(v)
-  if type(v) ~= "number" or v ~= floor(v) or v >= 1e18 or v <= -1e18 then return 0 end
+  if type(v) ~= "number" or v ~= floor(v) or v >= 1e18 or v < 0 then return 0 end
   return v + 0 -- -0 is 0
 end
 
