@@ -17,6 +17,9 @@ const CONFIG_FILE_MODE = 0o644;
 /** Whether a bundle path is a credential file (secret, live-updated). */
 export const isCredentialPath = (relative: string): boolean => relative.startsWith("credentials/");
 
+/** The credential files' owner cannot be had; thrown before anything is written. */
+export class OwnerError extends Error {}
+
 export interface FileOwner {
   uid: number;
   gid: number;
@@ -40,9 +43,17 @@ export function credentialOwner(workerUser: string): FileOwner | undefined {
   if (typeof process.getuid !== "function" || process.getuid() !== 0) return undefined;
   const owner = lookupUser(workerUser);
   if (!owner) {
-    throw new Error(`\`user\` is "${workerUser}", which is not a user on this host; nginx's workers could not read the credential files. Create it or set \`user\` to an existing one.`);
+    throw new OwnerError(`\`user\` is "${workerUser}", which is not a user on this host; nginx's workers could not read the credential files. Create it or set \`user\` to an existing one.`);
   }
   return owner;
+}
+
+/** `owner` when this process may give files to it (root, or `owner` is this process's own user). */
+function ownerAsRoot(owner: FileOwner): FileOwner | undefined {
+  const uid = typeof process.getuid === "function" ? process.getuid() : undefined;
+  if (uid === 0) return owner;
+  if (uid === owner.uid) return undefined;
+  throw new OwnerError(`the credential files' owner is ${owner.uid}:${owner.gid}, and only root can give files to another user; render as root, or leave the owner out.`);
 }
 
 export function writeFileAtomically(target: string, content: string, mode = CONFIG_FILE_MODE, owner?: FileOwner): void {
@@ -57,6 +68,11 @@ export function writeFileAtomically(target: string, content: string, mode = CONF
 export interface WriteOptions {
   /** The user nginx's workers run as (spec `user`). Default `nobody`, nginx's own default. */
   workerUser?: string;
+  /**
+   * The credential files' owner by number, instead of `workerUser`'s: a bundle served by the
+   * proxy image, whose workers are 10001:10001, a user this host need not have.
+   */
+  owner?: FileOwner;
 }
 
 /**
@@ -64,7 +80,7 @@ export interface WriteOptions {
  * unchanged credential file with another mode or owner is fixed in place.
  */
 export function writeBundle(directory: string, files: BundleFiles, options: WriteOptions = {}): string[] {
-  const owner = credentialOwner(options.workerUser ?? "nobody");
+  const owner = options.owner ? ownerAsRoot(options.owner) : credentialOwner(options.workerUser ?? "nobody");
   const written: string[] = [];
   for (const [relative, content] of Object.entries(files)) {
     const target = path.join(directory, relative);

@@ -1,5 +1,5 @@
 /**
- * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so>|none] [--bcrypt-cost N] [--reload]
+ * npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so>|none] [--owner UID:GID] [--bcrypt-cost N] [--reload]
  *
  * Without `--flavor`, the flavour is detected from the nginx on this host (scripts/flavor.ts);
  * pass it when rendering for another host.
@@ -7,6 +7,10 @@
  * `--usage-module <path>|none`: token accounting by the C body filter (image/proxy/usage-module/,
  * built by scripts/build-usage-module.sh) at that path on the host that runs the bundle, or by
  * the Lua one. Default: the proxy image's path on debian when it exists here; else the Lua one.
+ *
+ * `--owner UID:GID` (as root): the credential files' owner by number, for a bundle served by the
+ * proxy image (`--owner 10001:10001`): each file is written already owned by the image's user,
+ * so a re-render never leaves a file the workers cannot read. Default: the spec's `user` here.
  *
  * Renders the proxy bundle from a spec file. Rendering into an existing bundle rewrites only
  * the files that changed, each atomically, so a running proxy picks up new credentials
@@ -29,11 +33,11 @@ import { clientEnvScript, specEndpoint } from "../bundle/clientEnv";
 import { bcryptHash, bcryptVerify, HTPASSWD_FILE } from "../bundle/credentials";
 import { DEBIAN_USAGE_MODULE, PID_FILE, renderBundle, workerUser } from "../bundle/render";
 import { FLAVORS, type Flavor, type GatewaySpec, parseSpec } from "../bundle/spec";
-import { isCredentialPath, writeBundle } from "../bundle/write";
+import { isCredentialPath, OwnerError, writeBundle } from "../bundle/write";
 import { chooseFlavor, detectHostNginx } from "./flavor";
 
 const USAGE =
-  "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so path>|none] [--bcrypt-cost 4-31] [--reload]\n" +
+  "usage: npm run render -- --config <spec.json> --out <dir> [--flavor openresty|debian] [--usage-module <.so path>|none] [--owner UID:GID] [--bcrypt-cost 4-31] [--reload]\n" +
   "       npm run render -- --config <spec.json> --client-env <key name> [--endpoint <url>] [--ca <file>|none]";
 
 function fail(problems: string[]): never {
@@ -66,6 +70,7 @@ function main(argv: string[]): void {
         reload: { type: "boolean", default: false },
         "client-env": { type: "string" },
         "usage-module": { type: "string" },
+        owner: { type: "string" },
         endpoint: { type: "string" },
         ca: { type: "string" },
         help: { type: "boolean", default: false },
@@ -95,6 +100,9 @@ function main(argv: string[]): void {
   } else if (flavor !== undefined && !FLAVORS.includes(flavor)) problems.push(`\`--flavor\` is ${JSON.stringify(args.flavor)}; use \`openresty\` or \`debian\``);
   const cost = Number(args["bcrypt-cost"]);
   if (!Number.isInteger(cost) || cost < 4 || cost > 31) problems.push(`\`--bcrypt-cost\` is ${JSON.stringify(args["bcrypt-cost"])}; use a whole number from 4 to 31`);
+  const owner = args.owner === undefined ? undefined : /^([0-9]{1,10}):([0-9]{1,10})$/.exec(args.owner);
+  if (owner === null) problems.push(`\`--owner\` is ${JSON.stringify(args.owner)}; use a numeric \`UID:GID\`, such as \`10001:10001\` for the proxy image`);
+  if (clientEnv !== undefined && args.owner !== undefined) problems.push("`--owner` goes with `--out`");
   if (problems.length) fail([...problems, USAGE]);
 
   let raw: unknown;
@@ -115,7 +123,13 @@ function main(argv: string[]): void {
   const usageModule = args["usage-module"] ?? (flavor === "debian" && existsSync(DEBIAN_USAGE_MODULE) ? DEBIAN_USAGE_MODULE : "none");
   const bundle = renderBundle(parsed.spec, { flavor: flavor!, hashPassword, usageModule: usageModule === "none" ? undefined : usageModule });
   const fresh = !existsSync(path.join(outDir, "conf", "nginx.conf"));
-  const written = writeBundle(outDir, bundle.files, { workerUser: workerUser(parsed.spec) });
+  let written: string[];
+  try {
+    written = writeBundle(outDir, bundle.files, { workerUser: workerUser(parsed.spec), ...(owner ? { owner: { uid: Number(owner[1]), gid: Number(owner[2]) } } : {}) });
+  } catch (error) {
+    if (error instanceof OwnerError) fail([error.message]);
+    throw error;
+  }
   const removed = removeStaleCredentials(outDir, bundle.credentialPaths);
   const configChanged = written.filter((file) => !isCredentialPath(file) && !file.endsWith("/.keep"));
   process.stdout.write(

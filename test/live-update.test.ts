@@ -3,7 +3,7 @@
  * change under concurrent load with no reload and no failed request, and broken files never
  * open the gateway.
  */
-import { chmodSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { GatewaySpecInput } from "../bundle/spec";
@@ -125,5 +125,14 @@ describe.runIf(nginxTestsEnabled)("live credential updates", () => {
       }, /entry 1 is malformed/));
     // As root the workers run as nobody; otherwise as the owner: mode 000 locks out both.
     it("when the file is unreadable", () => breakWith(() => chmodSync(keysFile(), 0o000), /api-keys is unreadable/));
+    // A mode or owner fixed after the write changes neither size nor mtime: the file's ctime tells.
+    it("when the file was unreadable and only its mode is fixed, with the same content", async () => {
+      const mode = statSync(keysFile()).mode & 0o777;
+      chmodSync(keysFile(), 0o000);
+      await waitUntil(async () => (await consistently(bearer(STEADY_KEY), 503)), 3000);
+      await everyWorkerCaughtUp();
+      chmodSync(keysFile(), mode);
+      await waitUntil(async () => (await consistently(bearer(STEADY_KEY), 200)), 3000);
+    });
   });
 });

@@ -152,3 +152,29 @@ describe.runIf(nginxTestsEnabled)("npm run render on a running bundle", () => {
     expect(stale.stderr).toContain("is not running (a stale pid file)");
   });
 });
+
+describe("npm run render --owner: a bundle for the proxy image's user", () => {
+  const work = mkdtempSync(path.join(tmpdir(), "render-owner-"));
+  const out = path.join(work, "bundle");
+  const file = path.join(work, "spec.json");
+  writeFileSync(file, JSON.stringify({ upstream: "http://ollama:11434", apiKeys: [{ name: "app", key: API_KEY, scope: "inference" }] }));
+  const render = (...extra: string[]) => runRender(["--config", file, "--out", out, "--flavor", "debian", "--bcrypt-cost", "4", ...extra]);
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  it.runIf(process.getuid?.() === 0)("writes each credential file owned by that UID:GID, and a re-render keeps it so", () => {
+    for (let i = 0; i < 2; i++) {
+      const result = render("--owner", "10001:10001");
+      expect(result.status, result.stderr).toBe(0);
+      const stat = statSync(path.join(out, "credentials", "api-keys"));
+      expect([stat.uid, stat.gid, (stat.mode & 0o777).toString(8)]).toEqual([10001, 10001, "600"]);
+    }
+  });
+
+  it("refuses an owner that is not numeric UID:GID, writing nothing", () => {
+    const elsewhere = path.join(work, "refused");
+    const result = runRender(["--config", file, "--out", elsewhere, "--flavor", "debian", "--owner", "nobody"]);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('`--owner` is "nobody"; use a numeric `UID:GID`');
+    expect(existsSync(elsewhere)).toBe(false);
+  });
+});
