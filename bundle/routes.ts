@@ -134,6 +134,10 @@ export function renderRoutesLua(policy: readonly RoutePolicyEntry[] = ROUTE_POLI
     "_M.model_in = {",
     ...modelIn,
     "}",
+    "-- Routes whose answer ends with Ollama's final (done) object, which token accounting reads.",
+    "_M.final_object = {",
+    ...FINAL_OBJECT_PATHS.map((p) => `  [${luaString(p)}] = true,`),
+    "}",
     "return _M",
     "",
   ].join("\n");

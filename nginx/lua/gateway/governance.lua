@@ -36,8 +36,9 @@ end
 
 -- OpenAI-compatible routes whose streams carry usage only when the client asks for it.
 local STREAM_USAGE_ROUTES = { ["/v1/chat/completions"] = true, ["/v1/completions"] = true }
--- Routes whose answer ends with Ollama's final (done) object (gateway/usage.lua).
-local FINAL_OBJECT_ROUTES = { ["/api/generate"] = true, ["/api/chat"] = true }
+-- Routes whose answer ends with Ollama's final (done) object (gateway/usage.lua), rendered from
+-- bundle/routes.ts as the C filter's are.
+local FINAL_OBJECT_ROUTES = require("gateway.routes").final_object
 
 -- The caller as metrics and in-flight counts name it: a credential's name, or one name for all
 -- JWT or external-auth callers (their names come from tokens: unbounded).
