@@ -16,6 +16,8 @@
 --   comes last and nothing the model writes is an unescaped object, so the last one is Ollama's.
 -- - an OpenAI-compatible stream without `stream_options.include_usage` carries no usage: null.
 local cjson = require "cjson.safe"
+local ffi = require "ffi"
+local get_request = require("resty.core.base").get_request
 
 local ngx = ngx
 local byte, find, sub = string.byte, string.find, string.sub
@@ -71,7 +73,31 @@ local function final_line_counts(u, text)
 end
 
 --- What the C body filter read, in body_filter's shape; nil when it saw no response body.
+-- The module's own getter (ngx_http_gateway_usage_get): one FFI call instead of four variable
+-- reads, ~2,500 instructions a request less. Looked up on first use; where the symbol cannot be
+-- found (a module built before it had one), the variables are read.
+local getter, usage_out
+local function module_getter()
+  local ok, found = pcall(function()
+    ffi.cdef("int ngx_http_gateway_usage_get(void *r, int64_t *out);")
+    return ffi.C.ngx_http_gateway_usage_get
+  end)
+  usage_out = ffi.new("int64_t[4]")
+  return ok and found or false
+end
+
 function _M.from_module()
+  if getter == nil then getter = module_getter() end
+  if getter then
+    if getter(get_request(), usage_out) ~= 0 then return nil end
+    local prompt = tonumber(usage_out[1])
+    return {
+      ttft = tonumber(usage_out[0]),
+      prompt = prompt >= 0 and prompt or nil,
+      completion = prompt >= 0 and tonumber(usage_out[2]) or nil,
+      chunks = tonumber(usage_out[3]),
+    }
+  end
   local var = ngx.var
   local ttft = var.gateway_ttft_ms
   if not ttft then return nil end
