@@ -524,6 +524,7 @@ type DeploymentFields = { listen: { http: number; https?: number }; metrics?: { 
  */
 function deploymentCheck(): z.core.$ZodCheck<DeploymentFields> {
   const check = z.superRefine<DeploymentFields>((spec, ctx) => checkDeployment(spec, ctx));
+  // zod 4.1's superRefine takes no params; `when` is its check definition's field for this.
   check._zod.def.when = (payload) => !payload.issues.some((issue) => issue.continue !== true && DEPLOYMENT_PATHS.includes(String(issue.path?.[0])));
   return check;
 }
